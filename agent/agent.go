@@ -1,0 +1,217 @@
+package agent
+
+import (
+	"context"
+	"errors"
+	"fmt"
+	"io"
+	"log/slog"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"reflect"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/weft-mesh/weft/cluster"
+	"github.com/weft-mesh/weft/config"
+	"github.com/weft-mesh/weft/internal/version"
+)
+
+// Options configure an Agent. Runtime is required; the rest is optional.
+type Options struct {
+	Runtime   config.Runtime
+	LogOutput io.Writer // default os.Stderr
+}
+
+// Agent is one running weft agent.
+type Agent struct {
+	log     *slog.Logger
+	level   *slog.LevelVar
+	cluster *cluster.Cluster
+
+	mu sync.Mutex
+	rt config.Runtime
+
+	api      *http.Server
+	left     chan struct{} // closed once this agent has left the cluster
+	leftOnce sync.Once
+	joinErr  atomic.Pointer[string]
+}
+
+// New builds an agent from a validated runtime configuration. It starts
+// nothing and writes nothing.
+func New(opts Options) (*Agent, error) {
+	if opts.LogOutput == nil {
+		opts.LogOutput = os.Stderr
+	}
+	rt := opts.Runtime
+	level := new(slog.LevelVar)
+	level.Set(rt.LogLevel)
+	log := newLogger(opts.LogOutput, rt.LogFormat, level).With("node", rt.NodeName)
+	c, err := cluster.New(cluster.Options{
+		Name:            rt.NodeName,
+		Domain:          rt.Domain,
+		DataDir:         rt.DataDir,
+		BindAddr:        rt.BindAddr,
+		AdvertiseAddr:   rt.AdvertiseAddr,
+		GossipPort:      rt.Ports.Gossip,
+		RPCPort:         rt.Ports.RPC,
+		RaftPort:        rt.Ports.Raft,
+		Server:          rt.Server,
+		Bootstrap:       rt.Bootstrap,
+		Tags:            rt.Tags,
+		Logger:          log.With("subsystem", "cluster"),
+		RaftLogger:      raftLogger(log),
+		GossipLogOutput: newGossipLogWriter(log),
+	})
+	if err != nil {
+		return nil, err
+	}
+	return &Agent{log: log, level: level, cluster: c, rt: rt, left: make(chan struct{})}, nil
+}
+
+// Run runs the agent until ctx ends (it stops without leaving) or until it
+// has left the cluster through the admin API.
+func (a *Agent) Run(ctx context.Context) error {
+	a.log.Info("weft agent starting", "version", version.Version, "role", roleOf(a.rt), "data_dir", a.rt.DataDir, "addr", a.rt.AdvertiseAddr.String())
+	if err := a.serveAPI(); err != nil {
+		return err
+	}
+	defer a.stopAPI()
+	if err := a.cluster.Start(ctx); err != nil {
+		a.cluster.Shutdown()
+		return err
+	}
+	if !a.cluster.Joined() && len(a.rt.Join.Addresses) > 0 {
+		go a.joinLoop(ctx)
+	}
+	select {
+	case <-ctx.Done():
+		a.log.Info("stopping (not leaving the cluster)")
+		return a.cluster.Shutdown()
+	case <-a.left:
+		return nil
+	}
+}
+
+// joinLoop joins with the config's join block, retrying while no server
+// answers; a refusal (bad, expired or used-up token) stops it.
+func (a *Agent) joinLoop(ctx context.Context) {
+	backoff := time.Second
+	for ctx.Err() == nil && !a.cluster.Joined() {
+		err := a.join(ctx, a.rt.Join.Token, a.rt.Join.Addresses)
+		if err == nil || errors.Is(err, cluster.ErrAlreadyJoined) {
+			return
+		}
+		if !errors.Is(err, cluster.ErrNoServerReached) {
+			a.log.Error("join refused; fix the join block or run weft join", "err", err)
+			return
+		}
+		a.log.Warn("join: no server reached; retrying", "in", backoff, "err", err)
+		select {
+		case <-ctx.Done():
+			return
+		case <-time.After(backoff):
+		}
+		backoff = min(2*backoff, 30*time.Second)
+	}
+}
+
+func (a *Agent) join(ctx context.Context, token string, addrs []string) error {
+	err := a.cluster.Join(ctx, token, addrs)
+	msg := ""
+	if err != nil {
+		msg = err.Error()
+	}
+	a.joinErr.Store(&msg)
+	return err
+}
+
+// leave leaves the cluster and ends Run.
+func (a *Agent) leave(ctx context.Context) error {
+	if err := a.cluster.Leave(ctx); err != nil {
+		return err
+	}
+	a.leftOnce.Do(func() { close(a.left) })
+	return nil
+}
+
+// Reload applies a new configuration to the running agent. What can change
+// at run time is applied; what cannot is named in the log and kept.
+func (a *Agent) Reload(next config.Runtime) {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	prev := a.rt
+	if next.LogLevel != prev.LogLevel {
+		a.level.Set(next.LogLevel)
+		a.log.Info("reload: log level changed", "level", next.LogLevel.String())
+	}
+	fixed := []struct {
+		key  string
+		same bool
+	}{
+		{"node_name", prev.NodeName == next.NodeName},
+		{"data_dir", prev.DataDir == next.DataDir},
+		{"socket", prev.Socket == next.Socket},
+		{"bind_addr", prev.BindAddr == next.BindAddr},
+		{"advertise_addr", prev.AdvertiseAddr == next.AdvertiseAddr},
+		{"ports", prev.Ports == next.Ports},
+		{"server", prev.Server == next.Server},
+		{"bootstrap", prev.Bootstrap == next.Bootstrap},
+		{"domain", prev.Domain == next.Domain},
+		{"tags", reflect.DeepEqual(prev.Tags, next.Tags)},
+		{"log_format", prev.LogFormat == next.LogFormat},
+	}
+	for _, f := range fixed {
+		if !f.same {
+			a.log.Warn("reload: this setting needs a restart; keeping the running value", "key", f.key)
+		}
+	}
+	prev.LogLevel, prev.Join = next.LogLevel, next.Join
+	a.rt = prev
+}
+
+// serveAPI listens on the admin socket.
+func (a *Agent) serveAPI() error {
+	sock := a.rt.Socket
+	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
+		return fmt.Errorf("agent: admin socket: %w", err)
+	}
+	if c, err := net.Dial("unix", sock); err == nil {
+		c.Close()
+		return fmt.Errorf("agent: admin socket %s: another agent is listening there", sock)
+	}
+	_ = os.Remove(sock) // a stale socket of a dead agent
+	ln, err := net.Listen("unix", sock)
+	if err != nil {
+		return fmt.Errorf("agent: admin socket: %w", err)
+	}
+	if err := os.Chmod(sock, 0o660); err != nil {
+		ln.Close()
+		return fmt.Errorf("agent: admin socket: %w", err)
+	}
+	a.api = &http.Server{Handler: a.apiHandler(), ReadHeaderTimeout: 10 * time.Second}
+	go func() {
+		if err := a.api.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {
+			a.log.Error("admin API stopped", "err", err)
+		}
+	}()
+	return nil
+}
+
+func (a *Agent) stopAPI() {
+	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
+	defer cancel()
+	_ = a.api.Shutdown(ctx)
+	_ = os.Remove(a.rt.Socket)
+}
+
+func roleOf(rt config.Runtime) string {
+	if rt.Server {
+		return "server"
+	}
+	return "client"
+}

@@ -1,0 +1,200 @@
+package cluster
+
+import (
+	"encoding/json"
+	"fmt"
+	"io"
+	"log"
+	"net"
+	"strconv"
+	"sync"
+	"sync/atomic"
+	"time"
+
+	"github.com/hashicorp/memberlist"
+)
+
+// Gossip statuses as shown to operators.
+const (
+	StatusAlive   = "alive"
+	StatusSuspect = "suspect"
+	StatusDead    = "dead"
+	StatusLeft    = "left"
+	StatusUnknown = "unknown"
+)
+
+// nodeMeta is what each agent announces about itself in gossip. It is
+// liveness only: nothing in it is ever trusted for keys or addresses of
+// the overlay.
+type nodeMeta struct {
+	Role   Role   `json:"r"`
+	Index  uint64 `json:"i"`
+	Leader string `json:"l,omitempty"` // servers: the Raft leader they follow
+}
+
+// gossipPeer is this agent's view of another agent.
+type gossipPeer struct {
+	Name   string
+	Addr   string
+	Port   int
+	Status string
+	Meta   nodeMeta
+	Since  time.Time
+}
+
+// gossip wraps memberlist: an encrypted LAN pool, never plaintext.
+type gossip struct {
+	ml    *memberlist.Memberlist
+	meta  atomic.Pointer[[]byte]
+	mu    sync.Mutex
+	peers map[string]*gossipPeer
+	// refuse says whether alive messages about a name must be ignored
+	// (a removed node that still has the keyring).
+	refuse func(name string) bool
+}
+
+type gossipConfig struct {
+	Name          string
+	BindAddr      string
+	AdvertiseAddr string
+	Port          int
+	Keys          [][]byte
+	LogOutput     io.Writer
+	Refuse        func(name string) bool
+	Meta          nodeMeta
+}
+
+func newGossip(gc gossipConfig) (*gossip, error) {
+	if len(gc.Keys) == 0 {
+		return nil, fmt.Errorf("cluster: gossip: no key (a plaintext pool is never started)")
+	}
+	keyring, err := memberlist.NewKeyring(gc.Keys, gc.Keys[0])
+	if err != nil {
+		return nil, fmt.Errorf("cluster: gossip keyring: %w", err)
+	}
+	g := &gossip{peers: map[string]*gossipPeer{}, refuse: gc.Refuse}
+	g.setMeta(gc.Meta)
+
+	conf := memberlist.DefaultLANConfig()
+	conf.Name = gc.Name
+	conf.BindAddr = gc.BindAddr
+	conf.BindPort = gc.Port
+	conf.AdvertiseAddr = gc.AdvertiseAddr
+	conf.AdvertisePort = gc.Port
+	conf.Keyring = keyring
+	conf.GossipVerifyIncoming = true
+	conf.GossipVerifyOutgoing = true
+	conf.Delegate = g
+	conf.Events = g
+	conf.Alive = g
+	conf.DeadNodeReclaimTime = 30 * time.Second
+	if gc.LogOutput == nil {
+		gc.LogOutput = io.Discard
+	}
+	conf.Logger = log.New(gc.LogOutput, "", 0)
+	ml, err := memberlist.Create(conf)
+	if err != nil {
+		return nil, fmt.Errorf("cluster: gossip: %w", err)
+	}
+	g.ml = ml
+	return g, nil
+}
+
+func (g *gossip) setMeta(m nodeMeta) {
+	b, _ := json.Marshal(m)
+	g.meta.Store(&b)
+}
+
+// NodeMeta implements memberlist.Delegate.
+func (g *gossip) NodeMeta(limit int) []byte {
+	b := *g.meta.Load()
+	if len(b) > limit {
+		return nil
+	}
+	return b
+}
+
+// NotifyMsg implements memberlist.Delegate; weft sends no user messages.
+func (g *gossip) NotifyMsg([]byte) {}
+
+// GetBroadcasts implements memberlist.Delegate.
+func (g *gossip) GetBroadcasts(overhead, limit int) [][]byte { return nil }
+
+// LocalState implements memberlist.Delegate.
+func (g *gossip) LocalState(join bool) []byte { return nil }
+
+// MergeRemoteState implements memberlist.Delegate.
+func (g *gossip) MergeRemoteState(buf []byte, join bool) {}
+
+// NotifyAlive implements memberlist.AliveDelegate.
+func (g *gossip) NotifyAlive(n *memberlist.Node) error {
+	if g.refuse != nil && g.refuse(n.Name) {
+		return fmt.Errorf("node %q was removed from the cluster", n.Name)
+	}
+	return nil
+}
+
+// NotifyJoin implements memberlist.EventDelegate.
+func (g *gossip) NotifyJoin(n *memberlist.Node) { g.record(n) }
+
+// NotifyLeave implements memberlist.EventDelegate.
+func (g *gossip) NotifyLeave(n *memberlist.Node) { g.record(n) }
+
+// NotifyUpdate implements memberlist.EventDelegate.
+func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.record(n) }
+
+func (g *gossip) record(n *memberlist.Node) {
+	p := &gossipPeer{Name: n.Name, Addr: n.Addr.String(), Port: int(n.Port), Status: statusOf(n.State), Since: time.Now()}
+	_ = json.Unmarshal(n.Meta, &p.Meta) // meta is advisory; garbage reads as zero
+	g.mu.Lock()
+	g.peers[n.Name] = p
+	g.mu.Unlock()
+}
+
+func statusOf(s memberlist.NodeStateType) string {
+	switch s {
+	case memberlist.StateAlive:
+		return StatusAlive
+	case memberlist.StateSuspect:
+		return StatusSuspect
+	case memberlist.StateDead:
+		return StatusDead
+	case memberlist.StateLeft:
+		return StatusLeft
+	}
+	return StatusUnknown
+}
+
+// view returns every peer this agent knows of, by name, with the live
+// status of memberlist (which knows suspects) over the recorded events.
+func (g *gossip) view() map[string]gossipPeer {
+	out := map[string]gossipPeer{}
+	g.mu.Lock()
+	for name, p := range g.peers {
+		out[name] = *p
+	}
+	g.mu.Unlock()
+	for _, n := range g.ml.Members() {
+		p := out[n.Name]
+		p.Name, p.Addr, p.Port, p.Status = n.Name, n.Addr.String(), int(n.Port), statusOf(n.State)
+		_ = json.Unmarshal(n.Meta, &p.Meta)
+		out[n.Name] = p
+	}
+	return out
+}
+
+// join contacts the given host:port addresses; it succeeds if any answers.
+func (g *gossip) join(addrs []string) (int, error) {
+	if len(addrs) == 0 {
+		return 0, nil
+	}
+	return g.ml.Join(addrs)
+}
+
+func (g *gossip) leave(timeout time.Duration) error { return g.ml.Leave(timeout) }
+
+func (g *gossip) shutdown() error { return g.ml.Shutdown() }
+
+func joinAddr(host string, port int) string {
+	return net.JoinHostPort(host, strconv.Itoa(port))
+}
