@@ -9,7 +9,7 @@ type Member struct {
 	GossipPort int      `json:"gossip_port"`
 	RPCPort    int      `json:"rpc_port"`
 	Role       string   `json:"role"`
-	Status     string   `json:"status"` // alive, suspect, dead, left, unknown
+	Status     string   `json:"status"` // alive, dead, left, unknown
 	StateIndex uint64   `json:"state_index"`
 	Tags       []string `json:"tags"`
 }

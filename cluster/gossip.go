@@ -165,20 +165,16 @@ func statusOf(s memberlist.NodeStateType) string {
 	return StatusUnknown
 }
 
-// view returns every peer this agent knows of, by name, with the live
-// status of memberlist (which knows suspects) over the recorded events.
+// view returns every peer this agent knows of, by name. It is built from
+// memberlist's events only: the nodes memberlist.Members returns are its
+// live internal structs, and reading them races with its updates. So a
+// suspect node reads as alive until it is declared dead.
 func (g *gossip) view() map[string]gossipPeer {
-	out := map[string]gossipPeer{}
 	g.mu.Lock()
+	defer g.mu.Unlock()
+	out := make(map[string]gossipPeer, len(g.peers))
 	for name, p := range g.peers {
 		out[name] = *p
-	}
-	g.mu.Unlock()
-	for _, n := range g.ml.Members() {
-		p := out[n.Name]
-		p.Name, p.Addr, p.Port, p.Status = n.Name, n.Addr.String(), int(n.Port), statusOf(n.State)
-		_ = json.Unmarshal(n.Meta, &p.Meta)
-		out[n.Name] = p
 	}
 	return out
 }

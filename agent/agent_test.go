@@ -1,0 +1,205 @@
+package agent
+
+import (
+	"bytes"
+	"context"
+	"encoding/base64"
+	"errors"
+	"net"
+	"net/http"
+	"os"
+	"path/filepath"
+	"strings"
+	"sync"
+	"testing"
+	"time"
+
+	"github.com/weft-mesh/weft/client"
+	"github.com/weft-mesh/weft/config"
+)
+
+// syncBuffer is a log sink safe for concurrent writers.
+type syncBuffer struct {
+	mu  sync.Mutex
+	buf bytes.Buffer
+}
+
+func (b *syncBuffer) Write(p []byte) (int, error) {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.Write(p)
+}
+
+func (b *syncBuffer) String() string {
+	b.mu.Lock()
+	defer b.mu.Unlock()
+	return b.buf.String()
+}
+
+// freePorts returns n distinct free TCP ports on 127.0.0.1 (also probed
+// for UDP, which gossip needs).
+func freePorts(t *testing.T, n int) []int {
+	t.Helper()
+	var ports []int
+	for len(ports) < n {
+		ln, err := net.Listen("tcp", "127.0.0.1:0")
+		if err != nil {
+			t.Fatal(err)
+		}
+		port := ln.Addr().(*net.TCPAddr).Port
+		ln.Close()
+		pc, err := net.ListenPacket("udp", ln.Addr().String())
+		if err != nil {
+			continue
+		}
+		pc.Close()
+		ports = append(ports, port)
+	}
+	return ports
+}
+
+func waitFor(t *testing.T, timeout time.Duration, cond func() (bool, string)) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	last := ""
+	for time.Now().Before(deadline) {
+		ok, seen := cond()
+		if ok {
+			return
+		}
+		last = seen
+		time.Sleep(50 * time.Millisecond) // polling interval, not a wait for an event
+	}
+	t.Fatalf("condition not met within %s; last seen: %s", timeout, last)
+}
+
+// startDev runs a single-node dev agent and returns its client and log.
+func startDev(t *testing.T) (*client.Client, *syncBuffer, string) {
+	t.Helper()
+	dir, err := os.MkdirTemp("", "wfa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	rt := config.Dev(dir)
+	p := freePorts(t, 3)
+	rt.Ports = config.Ports{Gossip: p[0], RPC: p[1], Raft: p[2]}
+	rt.NodeName = "dev"
+	logs := &syncBuffer{}
+	a, err := New(Options{Runtime: rt, LogOutput: logs})
+	if err != nil {
+		t.Fatal(err)
+	}
+	ctx, cancel := context.WithCancel(context.Background())
+	done := make(chan error, 1)
+	go func() { done <- a.Run(ctx) }()
+	t.Cleanup(func() {
+		cancel()
+		select {
+		case err := <-done:
+			if err != nil {
+				t.Errorf("agent stopped with error: %v", err)
+			}
+		case <-time.After(15 * time.Second):
+			t.Error("agent did not stop")
+		}
+	})
+	c := client.New(rt.Socket)
+	waitFor(t, 20*time.Second, func() (bool, string) {
+		s, err := c.Status(context.Background())
+		if err != nil {
+			return false, err.Error()
+		}
+		return s.Ready, strings.Join([]string{s.Leader, s.RaftState}, " ")
+	})
+	return c, logs, dir
+}
+
+func TestDevAgentAPI(t *testing.T) {
+	c, logs, dir := startDev(t)
+	ctx := context.Background()
+
+	members, err := c.Members(ctx)
+	if err != nil || len(members) != 1 || members[0].Status != "alive" || members[0].Role != "server" {
+		t.Fatalf("members = %+v, %v; want one alive server", members, err)
+	}
+	tok, err := c.CreateToken(ctx, client.TokenRequest{TTL: "10m", Uses: 2})
+	if err != nil {
+		t.Fatal(err)
+	}
+	if !strings.HasPrefix(tok.Token, "weft1.") || tok.Uses != 2 {
+		t.Fatalf("token = %+v", tok)
+	}
+	// Refusals are clear errors and change nothing.
+	for _, req := range []client.TokenRequest{{TTL: "soon", Uses: 1}, {TTL: "1h", Uses: 0}, {TTL: "-1h", Uses: 1}} {
+		if _, err := c.CreateToken(ctx, req); err == nil {
+			t.Errorf("CreateToken(%+v) succeeded; want an error", req)
+		}
+	}
+	var ae *client.APIError
+	if err := c.RemoveNode(ctx, "nope"); !errors.As(err, &ae) || ae.Status != http.StatusNotFound {
+		t.Errorf("RemoveNode(nope) = %v; want 404", err)
+	}
+	if err := c.RemoveNode(ctx, "dev"); err == nil {
+		t.Error("a node removed itself")
+	}
+	if err := c.Join(ctx, client.JoinRequest{Token: "garbage", Addresses: []string{"127.0.0.1:1"}}); err == nil {
+		t.Error("a joined agent joined again")
+	}
+	nodes, err := c.Nodes(ctx)
+	if err != nil || len(nodes) != 1 || nodes[0].Name != "dev" || len(nodes[0].Serials) != 2 {
+		t.Fatalf("nodes = %+v, %v", nodes, err)
+	}
+
+	// The token secret, the keys and the gossip key never reach the log.
+	secrets := []string{tok.Token, strings.Split(tok.Token, ".")[3]}
+	for _, name := range []string{"node.key", "server.key", "gossip.key"} {
+		b, err := os.ReadFile(filepath.Join(dir, name))
+		if err != nil {
+			t.Fatal(err)
+		}
+		for _, line := range strings.Split(string(b), "\n") {
+			if len(line) >= 16 && !strings.HasPrefix(line, "-----") {
+				secrets = append(secrets, line)
+			}
+		}
+		if name == "gossip.key" {
+			raw, _ := base64.StdEncoding.DecodeString(strings.TrimSpace(string(b)))
+			secrets = append(secrets, string(raw))
+		}
+	}
+	log := logs.String()
+	for _, s := range secrets {
+		if strings.Contains(log, s) {
+			t.Errorf("a secret (%d bytes) appears in the agent log", len(s))
+		}
+	}
+}
+
+func TestAPIRejectsBadInput(t *testing.T) {
+	c, _, dir := startDev(t)
+	_ = c
+	hc := &http.Client{Transport: &http.Transport{DialContext: func(ctx context.Context, _, _ string) (net.Conn, error) {
+		return (&net.Dialer{}).DialContext(ctx, "unix", filepath.Join(dir, "weft.sock"))
+	}}}
+	for _, tc := range []struct{ method, path, body string }{
+		{"POST", "/v1/tokens", "{not json"},
+		{"POST", "/v1/tokens", `{"ttl": 5}`},
+		{"POST", "/v1/tokens", `{"unknown": true}`},
+		{"POST", "/v1/join", "\x00\x01\x02"},
+		{"POST", "/v1/join", `{"token": ["a"]}`},
+	} {
+		req, _ := http.NewRequest(tc.method, "http://weft"+tc.path, strings.NewReader(tc.body))
+		resp, err := hc.Do(req)
+		if err != nil {
+			t.Fatalf("%s %s: %v", tc.method, tc.path, err)
+		}
+		resp.Body.Close()
+		if resp.StatusCode != http.StatusBadRequest {
+			t.Errorf("%s %s %q: status %d, want 400", tc.method, tc.path, tc.body, resp.StatusCode)
+		}
+	}
+	if _, err := c.Status(context.Background()); err != nil {
+		t.Fatalf("agent unhealthy after bad input: %v", err)
+	}
+}
