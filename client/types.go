@@ -4,14 +4,16 @@ import "time"
 
 // Member is one host of the cluster, from GET /v1/members.
 type Member struct {
-	Name       string   `json:"name"`
-	Addr       string   `json:"addr"`
-	GossipPort int      `json:"gossip_port"`
-	RPCPort    int      `json:"rpc_port"`
-	Role       string   `json:"role"`
-	Status     string   `json:"status"` // alive, dead, left, unknown
-	StateIndex uint64   `json:"state_index"`
-	Tags       []string `json:"tags"`
+	Name       string `json:"name"`
+	Addr       string `json:"addr"`
+	GossipPort int    `json:"gossip_port"`
+	RPCPort    int    `json:"rpc_port"`
+	Role       string `json:"role"`
+	Status     string `json:"status"` // alive, dead, unknown
+	StateIndex uint64 `json:"state_index"`
+	// PolicyVersion is the policy version the host's dataplane enforces.
+	PolicyVersion uint64   `json:"policy_version"`
+	Tags          []string `json:"tags"`
 }
 
 // Status describes one agent, from GET /v1/status.
@@ -83,4 +85,68 @@ type JoinRequest struct {
 // Error is the body of every failed call.
 type Error struct {
 	Error string `json:"error"`
+}
+
+// PolicyRequest carries a policy document (POST /v1/policy, /v1/policy/plan).
+type PolicyRequest struct {
+	Filename string `json:"filename"`
+	Source   string `json:"source"`
+}
+
+// Policy is the applied policy document (GET /v1/policy).
+type Policy struct {
+	Version   uint64    `json:"version"`
+	Filename  string    `json:"filename"`
+	Source    string    `json:"source"`
+	AppliedAt time.Time `json:"applied_at"`
+	AppliedBy string    `json:"applied_by"`
+}
+
+// PolicyApplied is the answer of POST /v1/policy.
+type PolicyApplied struct {
+	Version uint64 `json:"version"`
+}
+
+// PolicyPlan is what a policy would change, per host (POST /v1/policy/plan).
+type PolicyPlan struct {
+	Hosts []HostChanges `json:"hosts"`
+}
+
+// HostChanges lists what would change on one host.
+type HostChanges struct {
+	Name    string   `json:"name"`
+	Changes []string `json:"changes"`
+}
+
+// Explanation says whether a flow is allowed and why (GET /v1/policy/explain).
+type Explanation struct {
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Port    string `json:"port"`
+	Allowed bool   `json:"allowed"`
+	Segment string `json:"segment,omitempty"`
+	Rule    string `json:"rule,omitempty"`
+	Reason  string `json:"reason"`
+}
+
+// Segment is one of this host's WireGuard interfaces (GET /v1/segments).
+type Segment struct {
+	Name       string        `json:"name"`
+	Interface  string        `json:"interface"`
+	Role       string        `json:"role"`
+	Address    string        `json:"address"`
+	ListenPort int           `json:"listen_port"`
+	PublicKey  string        `json:"public_key"`
+	Peers      []SegmentPeer `json:"peers"`
+}
+
+// SegmentPeer is one WireGuard peer of a segment interface.
+type SegmentPeer struct {
+	Name          string    `json:"name"`
+	PublicKey     string    `json:"public_key"`
+	Endpoint      string    `json:"endpoint"`
+	AllowedIPs    []string  `json:"allowed_ips"`
+	LastHandshake time.Time `json:"last_handshake"`
+	RxBytes       int64     `json:"rx_bytes"`
+	TxBytes       int64     `json:"tx_bytes"`
 }

@@ -78,9 +78,10 @@ type Cluster struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 
-	joined     atomic.Bool
-	syncErr    atomic.Pointer[string] // clients: last sync failure, "" when fine
-	persistReq chan struct{}
+	joined        atomic.Bool
+	policyApplied atomic.Uint64          // the policy version the dataplane enforces
+	syncErr       atomic.Pointer[string] // clients: last sync failure, "" when fine
+	persistReq    chan struct{}
 }
 
 // New validates opts and loads any identity the data dir holds. It starts
@@ -154,6 +155,14 @@ func (c *Cluster) Joined() bool { return c.joined.Load() }
 
 // State returns the state this agent holds now.
 func (c *Cluster) State() *State { return c.fsm.State() }
+
+// WaitState returns the state once its index is greater than index, or
+// the current state when ctx ends first.
+func (c *Cluster) WaitState(ctx context.Context, index uint64) *State { return c.fsm.Wait(ctx, index) }
+
+// SetPolicyApplied announces in gossip the policy version this host's
+// dataplane enforces.
+func (c *Cluster) SetPolicyApplied(version uint64) { c.policyApplied.Store(version) }
 
 // Start brings the agent up: from its persisted identity if it has one,
 // by creating the cluster if it is the bootstrap server, or else it waits
@@ -472,7 +481,7 @@ func (c *Cluster) metaLoop(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
-		m := nodeMeta{Role: c.role(), Index: st.Index}
+		m := nodeMeta{Role: c.role(), Index: st.Index, Policy: c.policyApplied.Load()}
 		if r := c.raftNode(); r != nil {
 			_, id := r.LeaderWithID()
 			m.Leader = string(id)
@@ -510,7 +519,7 @@ func (c *Cluster) rejoinLoop(ctx context.Context, prev *State, extra []string) {
 			if n.Name == c.opts.Name || n.Addr == "" {
 				continue
 			}
-			if p, ok := view[n.Name]; ok && (p.Status == StatusAlive || p.Status == StatusSuspect) {
+			if p, ok := view[n.Name]; ok && p.Status == StatusAlive {
 				continue
 			}
 			addrs = append(addrs, joinAddr(n.Addr, n.GossipPort))

@@ -17,10 +17,8 @@ import (
 // Gossip statuses as shown to operators.
 const (
 	StatusAlive   = "alive"
-	StatusSuspect = "suspect"
 	StatusDead    = "dead"
-	StatusLeft    = "left"
-	StatusUnknown = "unknown"
+	StatusUnknown = "unknown" // registered, never seen in gossip
 )
 
 // nodeMeta is what each agent announces about itself in gossip. It is
@@ -30,6 +28,7 @@ type nodeMeta struct {
 	Role   Role   `json:"r"`
 	Index  uint64 `json:"i"`
 	Leader string `json:"l,omitempty"` // servers: the Raft leader they follow
+	Policy uint64 `json:"p,omitempty"` // the policy version its dataplane enforces
 }
 
 // gossipPeer is this agent's view of another agent.
@@ -134,35 +133,26 @@ func (g *gossip) NotifyAlive(n *memberlist.Node) error {
 	return nil
 }
 
+// The events carry memberlist's Node, whose State field memberlist does
+// not maintain (its live state is elsewhere), so the status is taken from
+// which event fired. A graceful gossip leave also reads as dead: a host
+// that leaves weft is deregistered first and is no longer listed at all.
+
 // NotifyJoin implements memberlist.EventDelegate.
-func (g *gossip) NotifyJoin(n *memberlist.Node) { g.record(n) }
+func (g *gossip) NotifyJoin(n *memberlist.Node) { g.record(n, StatusAlive) }
 
 // NotifyLeave implements memberlist.EventDelegate.
-func (g *gossip) NotifyLeave(n *memberlist.Node) { g.record(n) }
+func (g *gossip) NotifyLeave(n *memberlist.Node) { g.record(n, StatusDead) }
 
 // NotifyUpdate implements memberlist.EventDelegate.
-func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.record(n) }
+func (g *gossip) NotifyUpdate(n *memberlist.Node) { g.record(n, StatusAlive) }
 
-func (g *gossip) record(n *memberlist.Node) {
-	p := &gossipPeer{Name: n.Name, Addr: n.Addr.String(), Port: int(n.Port), Status: statusOf(n.State), Since: time.Now()}
+func (g *gossip) record(n *memberlist.Node, status string) {
+	p := &gossipPeer{Name: n.Name, Addr: n.Addr.String(), Port: int(n.Port), Status: status, Since: time.Now()}
 	_ = json.Unmarshal(n.Meta, &p.Meta) // meta is advisory; garbage reads as zero
 	g.mu.Lock()
 	g.peers[n.Name] = p
 	g.mu.Unlock()
-}
-
-func statusOf(s memberlist.NodeStateType) string {
-	switch s {
-	case memberlist.StateAlive:
-		return StatusAlive
-	case memberlist.StateSuspect:
-		return StatusSuspect
-	case memberlist.StateDead:
-		return StatusDead
-	case memberlist.StateLeft:
-		return StatusLeft
-	}
-	return StatusUnknown
 }
 
 // view returns every peer this agent knows of, by name. It is built from

@@ -304,7 +304,7 @@ func (c *Cluster) serveJoin(ctx context.Context, req *joinRequest) (*joinRespons
 		return nil, err
 	}
 	if _, ok := st.Nodes[req.Name]; ok {
-		if p, ok := c.gossip.view()[req.Name]; ok && (p.Status == StatusAlive || p.Status == StatusSuspect) {
+		if p, ok := c.gossip.view()[req.Name]; ok && p.Status == StatusAlive {
 			return nil, fmt.Errorf("%w: %q", ErrNameInUse, req.Name)
 		}
 	}

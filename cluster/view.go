@@ -17,7 +17,9 @@ type Member struct {
 	Role       Role
 	Status     string
 	StateIndex uint64
-	Tags       []string
+	// PolicyVersion is the policy version the host's dataplane enforces.
+	PolicyVersion uint64
+	Tags          []string
 }
 
 // Members returns every registered host and every host alive in gossip,
@@ -34,21 +36,21 @@ func (c *Cluster) Members() []Member {
 	for _, n := range st.Nodes {
 		m := Member{Name: n.Name, Addr: n.Addr, GossipPort: n.GossipPort, RPCPort: n.RPCPort, Role: n.Role, Status: StatusUnknown, Tags: n.Tags}
 		if p, ok := view[n.Name]; ok {
-			m.Status, m.StateIndex = p.Status, p.Meta.Index
+			m.Status, m.StateIndex, m.PolicyVersion = p.Status, p.Meta.Index, p.Meta.Policy
 		}
 		out[n.Name] = m
 	}
 	for name, p := range view {
-		if _, ok := out[name]; ok || (p.Status != StatusAlive && p.Status != StatusSuspect) {
+		if _, ok := out[name]; ok || p.Status != StatusAlive {
 			continue
 		}
 		if _, removed := st.Tombstones[name]; removed {
 			continue
 		}
-		out[name] = Member{Name: name, Addr: p.Addr, GossipPort: p.Port, Role: p.Meta.Role, Status: p.Status, StateIndex: p.Meta.Index}
+		out[name] = Member{Name: name, Addr: p.Addr, GossipPort: p.Port, Role: p.Meta.Role, Status: p.Status, StateIndex: p.Meta.Index, PolicyVersion: p.Meta.Policy}
 	}
 	if self, ok := out[c.opts.Name]; ok {
-		self.StateIndex = st.Index
+		self.StateIndex, self.PolicyVersion = st.Index, c.policyApplied.Load()
 		out[c.opts.Name] = self
 	}
 	members := slices.Collect(maps.Values(out))
