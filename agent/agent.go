@@ -18,12 +18,24 @@ import (
 	"github.com/weft-mesh/weft/cluster"
 	"github.com/weft-mesh/weft/config"
 	"github.com/weft-mesh/weft/internal/version"
+	"github.com/weft-mesh/weft/overlay"
 )
 
 // Options configure an Agent. Runtime is required; the rest is optional.
 type Options struct {
 	Runtime   config.Runtime
 	LogOutput io.Writer // default os.Stderr
+	// Backends are the dataplane's OS interfaces; nil means the real ones
+	// (kernel WireGuard where the module exists, else embedded
+	// wireguard-go; netlink; nftables). Tests pass overlay's fakes.
+	Backends *Backends
+}
+
+// Backends are the OS interfaces of the dataplane.
+type Backends struct {
+	WireGuard overlay.WireGuard
+	Links     overlay.Links
+	Firewall  overlay.Firewall
 }
 
 // Agent is one running weft agent.
@@ -34,6 +46,9 @@ type Agent struct {
 
 	mu sync.Mutex
 	rt config.Runtime
+
+	dataplane    *dataplane // nil when the host cannot run one (dataplaneErr says why)
+	dataplaneErr string
 
 	api      *http.Server
 	left     chan struct{} // closed once this agent has left the cluster
@@ -70,7 +85,40 @@ func New(opts Options) (*Agent, error) {
 	if err != nil {
 		return nil, err
 	}
-	return &Agent{log: log, level: level, cluster: c, rt: rt, left: make(chan struct{})}, nil
+	a := &Agent{log: log, level: level, cluster: c, rt: rt, left: make(chan struct{})}
+	a.dataplane, err = newDataplane(rt, c, opts.Backends, log.With("subsystem", "overlay"))
+	if err != nil {
+		// A host that cannot build interfaces (no privileges, say) still
+		// runs the control plane; /v1/ready says why it is not ready.
+		a.dataplaneErr = err.Error()
+		log.Warn("the dataplane is unavailable on this host", "err", err)
+	}
+	return a, nil
+}
+
+func newDataplane(rt config.Runtime, c *cluster.Cluster, b *Backends, log *slog.Logger) (*dataplane, error) {
+	if b == nil {
+		wg, err := overlay.NewWireGuard(log)
+		if err != nil {
+			return nil, err
+		}
+		b = &Backends{WireGuard: wg, Links: overlay.NewLinks(), Firewall: overlay.NewFirewall(overlay.FirewallOptions{})}
+	}
+	keys := overlay.KeyStore{Dir: filepath.Join(rt.DataDir, "keys")}
+	ov, err := overlay.New(overlay.Options{WireGuard: b.WireGuard, Links: b.Links, Firewall: b.Firewall, Keys: keys, Logger: log})
+	if err != nil {
+		return nil, err
+	}
+	return &dataplane{self: rt.NodeName, cluster: c, overlay: ov, keys: keys, planFile: filepath.Join(rt.DataDir, "plan.json"), log: log}, nil
+}
+
+// Cleanup removes every interface and the firewall table weft made on
+// this host (weft agent -cleanup). It does not leave the cluster.
+func (a *Agent) Cleanup() error {
+	if a.dataplane == nil {
+		return fmt.Errorf("agent: cleanup: %s", a.dataplaneErr)
+	}
+	return a.dataplane.overlay.Cleanup()
 }
 
 // Run runs the agent until ctx ends (it stops without leaving) or until it
@@ -81,9 +129,17 @@ func (a *Agent) Run(ctx context.Context) error {
 		return err
 	}
 	defer a.stopAPI()
+	if a.dataplane != nil && a.cluster.HasIdentity() {
+		a.dataplane.restore() // tunnels first, before any server is asked
+	}
 	if err := a.cluster.Start(ctx); err != nil {
 		a.cluster.Shutdown()
 		return err
+	}
+	if a.dataplane != nil {
+		dctx, cancel := context.WithCancel(ctx)
+		defer cancel()
+		go a.dataplane.run(dctx)
 	}
 	if !a.cluster.Joined() && len(a.rt.Join.Addresses) > 0 {
 		go a.joinLoop(ctx)
@@ -134,6 +190,11 @@ func (a *Agent) join(ctx context.Context, token string, addrs []string) error {
 func (a *Agent) leave(ctx context.Context) error {
 	if err := a.cluster.Leave(ctx); err != nil {
 		return err
+	}
+	if a.dataplane != nil {
+		if err := a.dataplane.cleanup(); err != nil {
+			a.log.Error("left the cluster, but removing the interfaces failed", "err", err)
+		}
 	}
 	a.leftOnce.Do(func() { close(a.left) })
 	return nil

@@ -5,6 +5,7 @@ import (
 	"context"
 	"encoding/base64"
 	"errors"
+	"fmt"
 	"net"
 	"net/http"
 	"os"
@@ -16,6 +17,7 @@ import (
 
 	"github.com/weft-mesh/weft/client"
 	"github.com/weft-mesh/weft/config"
+	"github.com/weft-mesh/weft/overlay"
 )
 
 // syncBuffer is a log sink safe for concurrent writers.
@@ -85,34 +87,46 @@ func startDev(t *testing.T) (*client.Client, *syncBuffer, string) {
 	p := freePorts(t, 3)
 	rt.Ports = config.Ports{Gossip: p[0], RPC: p[1], Raft: p[2]}
 	rt.NodeName = "dev"
+	c, logs, _ := runAgent(t, rt, fakeBackends())
+	return c, logs, dir
+}
+
+// runAgent runs an agent until the returned stop function is called (or
+// the test ends) and waits until it is ready.
+func runAgent(t *testing.T, rt config.Runtime, b *Backends) (*client.Client, *syncBuffer, func()) {
+	t.Helper()
 	logs := &syncBuffer{}
-	a, err := New(Options{Runtime: rt, LogOutput: logs})
+	a, err := New(Options{Runtime: rt, LogOutput: logs, Backends: b})
 	if err != nil {
 		t.Fatal(err)
 	}
 	ctx, cancel := context.WithCancel(context.Background())
 	done := make(chan error, 1)
 	go func() { done <- a.Run(ctx) }()
-	t.Cleanup(func() {
-		cancel()
-		select {
-		case err := <-done:
-			if err != nil {
-				t.Errorf("agent stopped with error: %v", err)
+	var once sync.Once
+	stop := func() {
+		once.Do(func() {
+			cancel()
+			select {
+			case err := <-done:
+				if err != nil {
+					t.Errorf("agent stopped with error: %v", err)
+				}
+			case <-time.After(15 * time.Second):
+				t.Error("agent did not stop")
 			}
-		case <-time.After(15 * time.Second):
-			t.Error("agent did not stop")
-		}
-	})
+		})
+	}
+	t.Cleanup(stop)
 	c := client.New(rt.Socket)
 	waitFor(t, 20*time.Second, func() (bool, string) {
 		s, err := c.Status(context.Background())
 		if err != nil {
 			return false, err.Error()
 		}
-		return s.Ready, strings.Join([]string{s.Leader, s.RaftState}, " ")
+		return s.Ready, fmt.Sprintf("%s %s %+v", s.Leader, s.RaftState, s.Checks)
 	})
-	return c, logs, dir
+	return c, logs, stop
 }
 
 func TestDevAgentAPI(t *testing.T) {
@@ -201,5 +215,73 @@ func TestAPIRejectsBadInput(t *testing.T) {
 	}
 	if _, err := c.Status(context.Background()); err != nil {
 		t.Fatalf("agent unhealthy after bad input: %v", err)
+	}
+}
+
+func fakeBackends() *Backends {
+	return &Backends{WireGuard: overlay.NewFakeWireGuard(), Links: overlay.NewFakeLinks(), Firewall: overlay.NewFakeFirewall()}
+}
+
+// TestDevAgentPolicy: a policy applied through the API reaches the
+// dataplane (fake backends), is persisted, and an agent restarted with
+// the same data dir rebuilds its interfaces from the persisted plan before
+// anything else.
+func TestDevAgentPolicy(t *testing.T) {
+	dir, err := os.MkdirTemp("", "wfa")
+	if err != nil {
+		t.Fatal(err)
+	}
+	t.Cleanup(func() { os.RemoveAll(dir) })
+	rt := config.Dev(dir)
+	p := freePorts(t, 3)
+	rt.Ports = config.Ports{Gossip: p[0], RPC: p[1], Raft: p[2]}
+	rt.NodeName, rt.Tags = "dev", []string{"t"}
+	c, _, stop := runAgent(t, rt, fakeBackends())
+	ctx := context.Background()
+
+	src := `segment "s" {
+  cidr    = "10.90.7.0/24"
+  port    = 51899
+  members = ["tag:t"]
+}
+`
+	if _, err := c.ApplyPolicy(ctx, client.PolicyRequest{Filename: "p.hcl", Source: "segment {"}); err == nil {
+		t.Fatal("a broken policy was applied")
+	}
+	res, err := c.ApplyPolicy(ctx, client.PolicyRequest{Filename: "p.hcl", Source: src, By: "test"})
+	if err != nil || res.Version != 1 {
+		t.Fatalf("ApplyPolicy = %+v, %v", res, err)
+	}
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		m, err := c.Members(ctx)
+		if err != nil || len(m) != 1 {
+			return false, fmt.Sprint(m, err)
+		}
+		return m[0].PolicyVersion == 1, fmt.Sprintf("policy_version %d", m[0].PolicyVersion)
+	})
+	segs, err := c.Segments(ctx)
+	if err != nil || len(segs) != 1 || segs[0].Interface != "wf-s" || segs[0].Address != "10.90.7.1/24" || segs[0].Role != "member" {
+		t.Fatalf("segments = %+v, %v", segs, err)
+	}
+	e, err := c.Explain(ctx, "dev", "dev", "tcp/22")
+	if err != nil || !e.Allowed {
+		t.Fatalf("explain = %+v, %v", e, err)
+	}
+	if _, err := c.Explain(ctx, "dev", "dev", "tcp/99999"); err == nil {
+		t.Fatal("explain accepted a bad port")
+	}
+	stop()
+
+	// Restart: the fake WireGuard is new and empty; the persisted plan
+	// recreates the interface before the cluster is even started.
+	wg := overlay.NewFakeWireGuard()
+	b := &Backends{WireGuard: wg, Links: overlay.NewFakeLinks(), Firewall: overlay.NewFakeFirewall()}
+	a, err := New(Options{Runtime: rt, LogOutput: &syncBuffer{}, Backends: b})
+	if err != nil {
+		t.Fatal(err)
+	}
+	a.dataplane.restore()
+	if _, err := wg.Device("wf-s"); err != nil {
+		t.Fatalf("after restore: %v", err)
 	}
 }

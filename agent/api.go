@@ -28,6 +28,11 @@ func (a *Agent) apiHandler() http.Handler {
 	mux.HandleFunc("POST /v1/leave", a.handleLeave)
 	mux.HandleFunc("GET /v1/health", a.handleHealth)
 	mux.HandleFunc("GET /v1/ready", a.handleReady)
+	mux.HandleFunc("GET /v1/policy", a.handleGetPolicy)
+	mux.HandleFunc("POST /v1/policy", a.handleApplyPolicy)
+	mux.HandleFunc("POST /v1/policy/plan", a.handlePlanPolicy)
+	mux.HandleFunc("GET /v1/policy/explain", a.handleExplain)
+	mux.HandleFunc("GET /v1/segments", a.handleSegments)
 	return mux
 }
 
@@ -52,7 +57,7 @@ func statusFor(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, cluster.ErrNoServerReached), errors.Is(err, cluster.ErrNotLeader):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, cluster.ErrTokenFormat), errors.Is(err, errBadRequest):
+	case errors.Is(err, cluster.ErrTokenFormat), errors.Is(err, errBadRequest), errors.Is(err, cluster.ErrBadPolicy):
 		return http.StatusBadRequest
 	}
 	var re *cluster.RemoteError
@@ -78,7 +83,7 @@ func (a *Agent) handleMembers(w http.ResponseWriter, r *http.Request) {
 	for _, m := range a.cluster.Members() {
 		out = append(out, client.Member{
 			Name: m.Name, Addr: m.Addr, GossipPort: m.GossipPort, RPCPort: m.RPCPort, Role: string(m.Role),
-			Status: m.Status, StateIndex: m.StateIndex, Tags: nonNil(m.Tags),
+			Status: m.Status, StateIndex: m.StateIndex, PolicyVersion: m.PolicyVersion, Tags: nonNil(m.Tags),
 		})
 	}
 	writeJSON(w, http.StatusOK, out)
@@ -101,6 +106,14 @@ func (a *Agent) status() client.Status {
 		}
 		out.Checks = append(out.Checks, client.Check{Name: c.Name, OK: c.OK, Reason: c.Reason})
 	}
+	dc := client.Check{Name: "dataplane", OK: true}
+	if a.dataplane == nil {
+		dc.OK, dc.Reason = false, a.dataplaneErr
+	} else {
+		dc.OK, dc.Reason = a.dataplane.check()
+	}
+	out.Checks = append(out.Checks, dc)
+	out.Ready = out.Ready && dc.OK
 	return out
 }
 

@@ -152,5 +152,36 @@ func (c *Client) Ready(ctx context.Context) (Health, error) {
 	return out, err
 }
 
+// ApplyPolicy commits a policy document (on a server agent).
+func (c *Client) ApplyPolicy(ctx context.Context, req PolicyRequest) (PolicyApplied, error) {
+	var out PolicyApplied
+	return out, c.do(ctx, "POST", "/v1/policy", req, &out)
+}
+
+// PlanPolicy shows what a policy document would change on every host.
+func (c *Client) PlanPolicy(ctx context.Context, req PolicyRequest) (PolicyPlan, error) {
+	var out PolicyPlan
+	return out, c.do(ctx, "POST", "/v1/policy/plan", req, &out)
+}
+
+// Policy returns the applied policy document.
+func (c *Client) Policy(ctx context.Context) (Policy, error) {
+	var out Policy
+	return out, c.do(ctx, "GET", "/v1/policy", nil, &out)
+}
+
+// Explain says whether a flow from one host to another is allowed.
+func (c *Client) Explain(ctx context.Context, from, to, port string) (Explanation, error) {
+	var out Explanation
+	q := url.Values{"from": {from}, "to": {to}, "port": {port}}
+	return out, c.do(ctx, "GET", "/v1/policy/explain?"+q.Encode(), nil, &out)
+}
+
+// Segments lists this host's WireGuard interfaces with their peers.
+func (c *Client) Segments(ctx context.Context) ([]Segment, error) {
+	var out []Segment
+	return out, c.do(ctx, "GET", "/v1/segments", nil, &out)
+}
+
 // DefaultTimeout bounds one CLI call.
 const DefaultTimeout = 30 * time.Second

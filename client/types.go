@@ -91,6 +91,7 @@ type Error struct {
 type PolicyRequest struct {
 	Filename string `json:"filename"`
 	Source   string `json:"source"`
+	By       string `json:"by,omitempty"` // who applies it, for the record
 }
 
 // Policy is the applied policy document (GET /v1/policy).

@@ -150,7 +150,15 @@ func (c *Cluster) role() Role {
 	return RoleClient
 }
 
-// Joined reports whether this agent has an identity in a cluster.
+// HasIdentity reports whether the data dir held an identity at New, or
+// one has been made since: the agent belongs to a cluster, running or not.
+func (c *Cluster) HasIdentity() bool {
+	c.mu.Lock()
+	defer c.mu.Unlock()
+	return c.ident != nil
+}
+
+// Joined reports whether this agent is running as a member of a cluster.
 func (c *Cluster) Joined() bool { return c.joined.Load() }
 
 // State returns the state this agent holds now.

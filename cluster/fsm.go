@@ -79,6 +79,8 @@ type Command struct {
 	Token      *Token         `json:"token,omitempty"`
 	Register   *RegisterCmd   `json:"register,omitempty"`
 	Deregister *DeregisterCmd `json:"deregister,omitempty"`
+	Policy     *PolicyCmd     `json:"policy,omitempty"`
+	SegmentKey *SegmentKeyCmd `json:"segment_key,omitempty"`
 }
 
 // InitCmd creates the cluster: its CA, gossip keyring and first server.
@@ -227,6 +229,7 @@ func apply(st *State, cmd *Command, index uint64) error {
 		n.RegisteredAt, n.RegisteredIndex = cmd.Now, index
 		st.Nodes[n.Name] = &n
 		delete(st.Tombstones, n.Name)
+		reallocateAfter(st)
 		return nil
 	case OpDeregister:
 		c := cmd.Deregister
@@ -240,7 +243,21 @@ func apply(st *State, cmd *Command, index uint64) error {
 		revoke(st, old)
 		delete(st.Nodes, c.Name)
 		st.Tombstones[c.Name] = Tombstone{Reason: c.Reason, Index: index, RemovedAt: cmd.Now}
+		reallocateAfter(st)
 		return nil
+	case OpPolicy:
+		if cmd.Policy == nil {
+			return fmt.Errorf("%w: incomplete policy", ErrBadCommand)
+		}
+		if st.CACert == "" {
+			return ErrNotInitialized
+		}
+		return applyPolicy(st, cmd.Policy, cmd.Now)
+	case OpSegmentKey:
+		if cmd.SegmentKey == nil {
+			return fmt.Errorf("%w: incomplete segment key", ErrBadCommand)
+		}
+		return applySegmentKey(st, cmd.SegmentKey)
 	}
 	return fmt.Errorf("%w: unknown op %q", ErrBadCommand, cmd.Op)
 }

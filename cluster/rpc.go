@@ -25,6 +25,8 @@ const (
 	rpcState = "/rpc/v1/state"
 	rpcLeave = "/rpc/v1/leave"
 	rpcApply = "/rpc/v1/apply"
+	// rpcSegmentKey registers the caller's own WireGuard key in a segment.
+	rpcSegmentKey = "/rpc/v1/segment-key"
 
 	maxRPCBody   = 1 << 20
 	maxStateWait = 60 * time.Second
@@ -82,6 +84,7 @@ func (c *Cluster) rpcHandler() http.Handler {
 	mux.HandleFunc("GET "+rpcState, c.handleState)
 	mux.HandleFunc("POST "+rpcLeave, c.handleLeave)
 	mux.HandleFunc("POST "+rpcApply, c.handleApply)
+	mux.HandleFunc("POST "+rpcSegmentKey, c.handleSegmentKey)
 	return mux
 }
 
@@ -94,7 +97,7 @@ func writeJSON(w http.ResponseWriter, status int, v any) {
 func writeError(w http.ResponseWriter, err error) {
 	status := http.StatusInternalServerError
 	switch {
-	case errors.Is(err, ErrBadCommand), errors.Is(err, errBadRequest):
+	case errors.Is(err, ErrBadCommand), errors.Is(err, errBadRequest), errors.Is(err, ErrBadPolicy):
 		status = http.StatusBadRequest
 	case errors.Is(err, ErrTokenUnknown), errors.Is(err, ErrTokenExpired), errors.Is(err, ErrTokenUsedUp),
 		errors.Is(err, ErrTokenWrongRole), errors.Is(err, errUnauthenticated):
@@ -205,6 +208,26 @@ func (c *Cluster) handleLeave(w http.ResponseWriter, r *http.Request) {
 		return
 	}
 	c.log.Info("node left", "peer", id.Name, "index", idx)
+	writeJSON(w, http.StatusOK, applyResponse{Index: idx})
+}
+
+func (c *Cluster) handleSegmentKey(w http.ResponseWriter, r *http.Request) {
+	id, err := c.peer(r, identity.KindNode, identity.KindServer)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	var req SegmentKeyCmd
+	if err := decodeBody(r, &req); err != nil {
+		writeError(w, err)
+		return
+	}
+	req.Name = id.Name // a host registers only its own key
+	idx, err := c.apply(r.Context(), &Command{Op: OpSegmentKey, SegmentKey: &req})
+	if err != nil {
+		writeError(w, err)
+		return
+	}
 	writeJSON(w, http.StatusOK, applyResponse{Index: idx})
 }
 

@@ -40,6 +40,17 @@ type State struct {
 	// Tombstones remember removed nodes so that stale gossip about them is
 	// ignored, by name.
 	Tombstones map[string]Tombstone `json:"tombstones"`
+	// Policy is the applied policy document, nil before the first apply.
+	Policy *PolicyState `json:"policy,omitempty"`
+}
+
+// PolicyState is the policy document as applied.
+type PolicyState struct {
+	Version   uint64    `json:"version"`
+	Filename  string    `json:"filename"`
+	Source    string    `json:"source"`
+	AppliedAt time.Time `json:"applied_at"`
+	AppliedBy string    `json:"applied_by"`
 }
 
 // Node is one host in the registry.
@@ -56,6 +67,16 @@ type Node struct {
 	Certs           []CertRef `json:"certs"`
 	RegisteredIndex uint64    `json:"registered_index"`
 	RegisteredAt    time.Time `json:"registered_at"`
+	// Segments holds, per segment, the host's WireGuard public key (which
+	// only the host itself registers, over its authenticated RPC) and the
+	// overlay address IPAM gave it.
+	Segments map[string]NodeSegment `json:"segments,omitempty"`
+}
+
+// NodeSegment is a node's key and address in one segment.
+type NodeSegment struct {
+	PublicKey string `json:"public_key,omitempty"`
+	Addr      string `json:"addr,omitempty"`
 }
 
 // CertRef names an issued certificate.

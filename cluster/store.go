@@ -2,11 +2,9 @@ package cluster
 
 import (
 	"crypto/ecdsa"
-	"crypto/sha256"
 	"crypto/tls"
 	"crypto/x509"
 	"encoding/base64"
-	"encoding/hex"
 	"encoding/json"
 	"errors"
 	"fmt"
@@ -17,6 +15,7 @@ import (
 
 	"github.com/weft-mesh/weft/identity"
 	"github.com/weft-mesh/weft/internal/atomicfile"
+	"github.com/weft-mesh/weft/internal/sealed"
 )
 
 // The files of the data dir. Every secret is written 0600 by atomic rename
@@ -203,47 +202,21 @@ func (s store) forgetIdentity() error {
 	return errors.Join(errs...)
 }
 
-// stateFile is the on-disk form of a state: the JSON of the state and its
-// sha256, so that a torn or altered file is detected and never loaded.
-type stateFile struct {
-	SHA256 string          `json:"sha256"`
-	State  json.RawMessage `json:"state"`
-}
-
+// saveState persists st with a checksum (internal/sealed).
 func (s store) saveState(st *State) error {
-	body, err := json.Marshal(st)
-	if err != nil {
-		return err
-	}
-	sum := sha256.Sum256(body)
-	raw, err := json.Marshal(stateFile{SHA256: hex.EncodeToString(sum[:]), State: body})
-	if err != nil {
-		return err
-	}
-	return atomicfile.Write(s.path(fileState), raw, 0o600)
+	return sealed.Write(s.path(fileState), st)
 }
 
 // loadState returns the persisted state, nil when there is none, or an
-// error wrapping ErrCorruptState.
+// error wrapping ErrCorruptState: a torn or altered file is never loaded.
 func (s store) loadState() (*State, error) {
-	raw, err := os.ReadFile(s.path(fileState))
-	if errors.Is(err, fs.ErrNotExist) {
-		return nil, nil
-	}
-	if err != nil {
-		return nil, fmt.Errorf("cluster: read state: %w", err)
-	}
-	var f stateFile
-	if err := json.Unmarshal(raw, &f); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptState, s.path(fileState), err)
-	}
-	sum := sha256.Sum256(f.State)
-	if hex.EncodeToString(sum[:]) != f.SHA256 {
-		return nil, fmt.Errorf("%w: %s: checksum mismatch", ErrCorruptState, s.path(fileState))
-	}
 	var st State
-	if err := json.Unmarshal(f.State, &st); err != nil {
-		return nil, fmt.Errorf("%w: %s: %v", ErrCorruptState, s.path(fileState), err)
+	ok, err := sealed.Read(s.path(fileState), &st)
+	if errors.Is(err, sealed.ErrCorrupt) {
+		return nil, fmt.Errorf("%w: %w", ErrCorruptState, err)
+	}
+	if err != nil || !ok {
+		return nil, err
 	}
 	st.normalize()
 	return &st, nil

@@ -22,6 +22,7 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 	fs.Var(&files, "config-file", "an HCL config file (repeatable; later files win per key)")
 	fs.Var(&dirs, "config-dir", "a directory of *.hcl files, read in name order (repeatable)")
 	dev := fs.Bool("dev", false, "run a single-node server in a temporary data dir, for trying weft")
+	cleanup := fs.Bool("cleanup", false, "remove every weft interface and the weft firewall table on this host, then exit (does not leave the cluster)")
 	if err := parse(fs, args); err != nil {
 		return err
 	}
@@ -54,6 +55,13 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 	a, err := agent.New(agent.Options{Runtime: rt, LogOutput: stderr})
 	if err != nil {
 		return err
+	}
+	if *cleanup {
+		if err := a.Cleanup(); err != nil {
+			return err
+		}
+		fmt.Fprintln(stdout, "removed weft's interfaces and firewall table")
+		return nil
 	}
 	ctx, stop := signal.NotifyContext(context.Background(), syscall.SIGINT, syscall.SIGTERM)
 	defer stop()

@@ -27,7 +27,7 @@ func runMembers(args []string, stdout, stderr io.Writer) error {
 	}
 	rows := make([][]any, 0, len(members))
 	for _, m := range members {
-		rows = append(rows, []any{m.Name, m.Addr, m.Role, m.Status, m.StateIndex, strings.Join(m.Tags, ",")})
+		rows = append(rows, []any{m.Name, m.Addr, m.Role, m.Status, m.StateIndex, m.PolicyVersion, strings.Join(m.Tags, ",")})
 	}
-	return table(stdout, []any{"NAME", "ADDRESS", "ROLE", "STATUS", "STATE", "TAGS"}, rows)
+	return table(stdout, []any{"NAME", "ADDRESS", "ROLE", "STATUS", "STATE", "POLICY", "TAGS"}, rows)
 }
