@@ -79,7 +79,13 @@ var allowedModules = []string{
 	"github.com/fatih/color", // hclog
 	"github.com/mattn/",      // hclog
 	"golang.org/x/",
-	"github.com/google/go-cmp/", // hcl/v2/gohcl imports hclwrite, which imports it
+	"github.com/google/go-cmp/",   // hcl/v2/gohcl imports hclwrite, which imports it
+	"golang.zx2c4.com/wireguard",  // embedded WireGuard and wgctrl (overlay)
+	"github.com/vishvananda/",     // netlink, netns (overlay links)
+	"github.com/google/nftables",  // the firewall (overlay)
+	"github.com/mdlayher/",        // netlink for nftables and wgctrl
+	"github.com/josharian/native", // mdlayher/netlink
+
 }
 
 // TestBinaryDependencies guards the dependency list of cmd/weft so that
