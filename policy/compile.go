@@ -24,15 +24,17 @@ func Compile(d *Document, hosts []Host, self string, version uint64) (*Plan, err
 	// the hosts self may send something to, and those that may send
 	// something to self, each through its path segment.
 	nseg := len(d.Segments)
-	peers := make([][]int, nseg)         // candidates, in name order
-	inbound := make([]int, len(f.hosts)) // the path of h→self, or -1
+	peers := make([][]int, nseg)          // candidates, in name order
+	inbound := make([]int, len(f.hosts))  // the path of h→self, or -1
+	outbound := make([]int, len(f.hosts)) // the path of self→h, or -1
 	guestOf := make([]bool, nseg)
 	for h := range f.hosts {
-		inbound[h] = -1
+		inbound[h], outbound[h] = -1, -1
 		if h == me {
 			continue
 		}
 		out, in := f.pair(me, h), f.pair(h, me)
+		outbound[h] = out.path
 		if out.path >= 0 {
 			peers[out.path] = append(peers[out.path], h)
 			guestOf[out.path] = guestOf[out.path] || out.guest
@@ -87,6 +89,9 @@ func Compile(d *Document, hosts []Host, self string, version uint64) (*Plan, err
 			}
 			sp.Peers = append(sp.Peers, p)
 			listed[s][h] = a
+			if outbound[h] == s {
+				plan.Reach = append(plan.Reach, Reach{Name: host.Name, Segment: seg.Name, Addr: a})
+			}
 		}
 		slices.SortFunc(sp.Peers, func(a, b Peer) int { return strings.Compare(a.Name, b.Name) })
 		plan.Segments = append(plan.Segments, sp)
@@ -154,6 +159,7 @@ func Compile(d *Document, hosts []Host, self string, version uint64) (*Plan, err
 		}
 	}
 	ruleRules(Allow)
+	slices.SortFunc(plan.Reach, func(a, b Reach) int { return strings.Compare(a.Name, b.Name) })
 	return plan, nil
 }
 

@@ -247,7 +247,7 @@ func TestCompileSixHosts(t *testing.T) {
 			if err != nil {
 				t.Fatalf("Compile: %v", err)
 			}
-			if diff := cmp.Diff(tt.want, got, netipOpts); diff != "" {
+			if diff := cmp.Diff(tt.want, got, netipOpts, cmpopts.IgnoreFields(Plan{}, "Reach")); diff != "" {
 				t.Errorf("Compile(%s) (-want +got):\n%s", tt.self, diff)
 			}
 		})
@@ -598,5 +598,51 @@ func TestDiff(t *testing.T) {
 				t.Errorf("Diff (-want +got):\n%s", diff)
 			}
 		})
+	}
+}
+
+// TestCompileReach: Reach lists exactly the hosts self may send to, each
+// at the address of the peer entry of the segment it is reached through.
+func TestCompileReach(t *testing.T) {
+	d := mustParse(t, fleetPolicy)
+	hosts := register(t, d, sixHosts())
+	probes := []struct {
+		proto string
+		port  uint16
+	}{{"tcp", 5432}, {"tcp", 8000}, {"tcp", 8080}, {"tcp", 8100}, {"tcp", 22}, {"udp", 53}, {"icmp", 0}}
+	for _, self := range hosts {
+		plan, err := Compile(d, hosts, self.Name, 1)
+		if err != nil {
+			t.Fatal(err)
+		}
+		reach := map[string]Reach{}
+		for _, r := range plan.Reach {
+			reach[r.Name] = r
+		}
+		for _, to := range hosts {
+			if to.Name == self.Name {
+				continue
+			}
+			allowed := false
+			for _, p := range probes {
+				allowed = allowed || Explain(d, hosts, self.Name, to.Name, p.proto, p.port).Allowed
+			}
+			r, listed := reach[to.Name]
+			if allowed && !listed {
+				t.Errorf("%s may reach %s, but Reach does not list it", self.Name, to.Name)
+			}
+			if !listed {
+				continue
+			}
+			found := false
+			for _, sp := range plan.Segments {
+				for _, p := range sp.Peers {
+					found = found || (sp.Name == r.Segment && p.Name == to.Name && p.AllowedIPs[0].Addr() == r.Addr)
+				}
+			}
+			if !found {
+				t.Errorf("%s: Reach %+v has no matching peer entry", self.Name, r)
+			}
+		}
 	}
 }

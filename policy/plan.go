@@ -40,6 +40,17 @@ type Plan struct {
 	PolicyVersion uint64
 	Segments      []SegmentPlan  // sorted by Name
 	Firewall      []FirewallRule // in evaluation order; what no rule accepts is dropped
+	// Reach lists the hosts self may send something to, each with its
+	// address in the segment self reaches it through, sorted by name.
+	// Mesh DNS answers from it: a host learns only what it may reach.
+	Reach []Reach
+}
+
+// Reach is one host self may reach, and where.
+type Reach struct {
+	Name    string
+	Segment string
+	Addr    netip.Addr
 }
 
 // Role says why a host has an interface in a segment.
