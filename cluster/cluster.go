@@ -79,6 +79,7 @@ type Cluster struct {
 	wg        sync.WaitGroup
 
 	joined        atomic.Bool
+	leaving       atomic.Bool            // a graceful leave is under way
 	policyApplied atomic.Uint64          // the policy version the dataplane enforces
 	syncErr       atomic.Pointer[string] // clients: last sync failure, "" when fine
 	persistReq    chan struct{}
@@ -359,6 +360,18 @@ func (c *Cluster) goLoop(f func()) {
 	}()
 }
 
+// gossipView returns this agent's gossip view; empty before gossip starts
+// and after it stops.
+func (c *Cluster) gossipView() map[string]gossipPeer {
+	c.mu.Lock()
+	g := c.gossip
+	c.mu.Unlock()
+	if g == nil {
+		return map[string]gossipPeer{}
+	}
+	return g.view()
+}
+
 // refuseGossip ignores gossip about nodes that were removed and have not
 // joined again.
 func (c *Cluster) refuseGossip(name string) bool {
@@ -437,12 +450,16 @@ func (c *Cluster) startRPC(li *localIdentity) error {
 	if err != nil {
 		return fmt.Errorf("cluster: rpc listen: %w", err)
 	}
+	// Long polls of syncing clients end when the server shuts down.
+	baseCtx, stop := context.WithCancel(context.Background())
 	srv := &http.Server{
+		BaseContext:       func(net.Listener) context.Context { return baseCtx },
 		Handler:           c.rpcHandler(),
 		ReadHeaderTimeout: 10 * time.Second,
 		IdleTimeout:       2 * time.Minute,
 		ErrorLog:          slogErrorLog(c.log),
 	}
+	srv.RegisterOnShutdown(stop)
 	c.rpcServer = srv
 	go func() {
 		if err := srv.Serve(tls.NewListener(ln, conf)); err != nil && !errors.Is(err, http.ErrServerClosed) {
@@ -522,7 +539,7 @@ func (c *Cluster) rejoinLoop(ctx context.Context, prev *State, extra []string) {
 		if !first {
 			addrs = nil
 		}
-		view := c.gossip.view()
+		view := c.gossipView()
 		for _, n := range st.SortedNodes() {
 			if n.Name == c.opts.Name || n.Addr == "" {
 				continue
@@ -561,15 +578,15 @@ func (c *Cluster) Shutdown() error {
 	c.mu.Lock()
 	defer c.mu.Unlock()
 	var errs []error
-	if c.gossip != nil {
-		errs = append(errs, c.gossip.shutdown())
-		c.gossip = nil
-	}
 	if c.rpcServer != nil {
 		ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 		errs = append(errs, c.rpcServer.Shutdown(ctx))
 		cancel()
 		c.rpcServer = nil
+	}
+	if c.gossip != nil {
+		errs = append(errs, c.gossip.shutdown())
+		c.gossip = nil
 	}
 	if c.raft != nil {
 		errs = append(errs, c.raft.Shutdown().Error())

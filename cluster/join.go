@@ -170,6 +170,12 @@ func (c *Cluster) syncLoop(ctx context.Context, extra []string) {
 		if ctx.Err() != nil {
 			return
 		}
+		if err != nil && c.leaving.Load() {
+			if !sleepCtx(ctx, backoff) {
+				return
+			}
+			continue
+		}
 		if err != nil {
 			if errors.Is(err, ErrRevoked) {
 				c.setSyncErr(ErrRevoked.Error())

@@ -88,7 +88,11 @@ func (c *Cluster) Leave(ctx context.Context) error {
 	if !c.Joined() {
 		return ErrNotJoined
 	}
+	// Once deregistered, the state sync's next poll is refused: it must
+	// not read that as a revocation.
+	c.leaving.Store(true)
 	if err := c.deregisterSelf(ctx); err != nil {
+		c.leaving.Store(false)
 		return fmt.Errorf("cluster: leave: %w", err)
 	}
 	if c.opts.Server {

@@ -237,7 +237,7 @@ func (c *Cluster) reconcileVoters(r *raft.Raft) error {
 	for _, s := range f.Configuration().Servers {
 		inConfig[s.ID] = s
 	}
-	view := c.gossip.view()
+	view := c.gossipView()
 	var errs []error
 	for _, n := range st.Servers() {
 		id := raft.ServerID(n.Name)
@@ -304,7 +304,7 @@ func (c *Cluster) serveJoin(ctx context.Context, req *joinRequest) (*joinRespons
 		return nil, err
 	}
 	if _, ok := st.Nodes[req.Name]; ok {
-		if p, ok := c.gossip.view()[req.Name]; ok && p.Status == StatusAlive {
+		if p, ok := c.gossipView()[req.Name]; ok && p.Status == StatusAlive {
 			return nil, fmt.Errorf("%w: %q", ErrNameInUse, req.Name)
 		}
 	}

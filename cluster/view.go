@@ -26,12 +26,7 @@ type Member struct {
 // sorted by name. Hosts that left or were removed are not listed.
 func (c *Cluster) Members() []Member {
 	st := c.fsm.State()
-	var view map[string]gossipPeer
-	c.mu.Lock()
-	if c.gossip != nil {
-		view = c.gossip.view()
-	}
-	c.mu.Unlock()
+	view := c.gossipView()
 	out := map[string]Member{}
 	for _, n := range st.Nodes {
 		m := Member{Name: n.Name, Addr: n.Addr, GossipPort: n.GossipPort, RPCPort: n.RPCPort, Role: n.Role, Status: StatusUnknown, Tags: n.Tags}
@@ -133,14 +128,8 @@ func (c *Cluster) Status() Status {
 // leaderFromGossip is a client's idea of the leader: clients do not speak
 // Raft, so servers announce who leads in their gossip meta.
 func (c *Cluster) leaderFromGossip() string {
-	c.mu.Lock()
-	g := c.gossip
-	c.mu.Unlock()
-	if g == nil {
-		return ""
-	}
 	votes := map[string]int{}
-	for _, p := range g.view() {
+	for _, p := range c.gossipView() {
 		if p.Status == StatusAlive && p.Meta.Leader != "" {
 			votes[p.Meta.Leader]++
 		}
