@@ -15,6 +15,7 @@ import (
 	"net/netip"
 	"os"
 	"slices"
+	"strings"
 	"sync"
 	"sync/atomic"
 	"time"
@@ -38,6 +39,7 @@ type Options struct {
 	Server        bool
 	Bootstrap     bool // optional: create the cluster if this host has no identity yet
 	Tags          []string
+	Services      []Service // optional: the services this host declares
 	Logger        *slog.Logger
 	// RaftLogger and GossipLogOutput are optional adapters of the libraries'
 	// own loggers; nil discards their output.
@@ -78,11 +80,15 @@ type Cluster struct {
 	cancel    context.CancelFunc
 	wg        sync.WaitGroup
 
-	joined        atomic.Bool
-	leaving       atomic.Bool            // a graceful leave is under way
-	policyApplied atomic.Uint64          // the policy version the dataplane enforces
-	syncErr       atomic.Pointer[string] // clients: last sync failure, "" when fine
-	persistReq    chan struct{}
+	joined         atomic.Bool
+	leaving        atomic.Bool            // a graceful leave is under way
+	policyApplied  atomic.Uint64          // the policy version the dataplane enforces
+	syncErr        atomic.Pointer[string] // clients: last sync failure, "" when fine
+	persistReq     chan struct{}
+	local          atomic.Pointer[localDecl] // tags and services this host declares now
+	localChanged   chan struct{}
+	failing        atomic.Pointer[[]string] // services whose checks fail on this host
+	failingVersion atomic.Uint64
 }
 
 // New validates opts and loads any identity the data dir holds. It starts
@@ -110,12 +116,14 @@ func New(opts Options) (*Cluster, error) {
 		opts.RaftLogger = hclog.NewNullLogger()
 	}
 	c := &Cluster{
-		opts:       opts,
-		log:        opts.Logger,
-		store:      store{dir: opts.DataDir},
-		fsm:        NewFSM(),
-		persistReq: make(chan struct{}, 1),
+		opts:         opts,
+		log:          opts.Logger,
+		store:        store{dir: opts.DataDir},
+		fsm:          NewFSM(),
+		persistReq:   make(chan struct{}, 1),
+		localChanged: make(chan struct{}, 1),
 	}
+	c.local.Store(&localDecl{Tags: slices.Clone(opts.Tags), Services: slices.Clone(opts.Services)})
 	c.fsm.onApply = func(*State) {
 		select {
 		case c.persistReq <- struct{}{}:
@@ -294,6 +302,7 @@ func (c *Cluster) selfNode() Node {
 		RPCPort:    c.opts.RPCPort,
 		RaftPort:   c.opts.RaftPort,
 		Tags:       slices.Clone(c.opts.Tags),
+		Services:   slices.Clone(c.opts.Services),
 	}
 }
 
@@ -344,6 +353,7 @@ func (c *Cluster) startJoined(ctx context.Context, li *localIdentity, prev *Stat
 	c.goLoop(func() { c.persistLoop(loopCtx) })
 	c.goLoop(func() { c.metaLoop(loopCtx) })
 	c.goLoop(func() { c.rejoinLoop(loopCtx, prev, extra) })
+	c.goLoop(func() { c.localLoop(loopCtx) })
 	if c.opts.Server {
 		c.goLoop(func() { c.leaderLoop(loopCtx) })
 	} else {
@@ -507,6 +517,9 @@ func (c *Cluster) metaLoop(ctx context.Context) {
 			return
 		}
 		m := nodeMeta{Role: c.role(), Index: st.Index, Policy: c.policyApplied.Load()}
+		if f := c.failing.Load(); f != nil {
+			m.Failing = strings.Join(*f, ",")
+		}
 		if r := c.raftNode(); r != nil {
 			_, id := r.LeaderWithID()
 			m.Leader = string(id)

@@ -81,6 +81,7 @@ type Command struct {
 	Deregister *DeregisterCmd `json:"deregister,omitempty"`
 	Policy     *PolicyCmd     `json:"policy,omitempty"`
 	SegmentKey *SegmentKeyCmd `json:"segment_key,omitempty"`
+	Local      *LocalCmd      `json:"local,omitempty"`
 }
 
 // InitCmd creates the cluster: its CA, gossip keyring and first server.
@@ -253,6 +254,11 @@ func apply(st *State, cmd *Command, index uint64) error {
 			return ErrNotInitialized
 		}
 		return applyPolicy(st, cmd.Policy, cmd.Now)
+	case OpLocal:
+		if cmd.Local == nil {
+			return fmt.Errorf("%w: incomplete local update", ErrBadCommand)
+		}
+		return applyLocal(st, cmd.Local)
 	case OpSegmentKey:
 		if cmd.SegmentKey == nil {
 			return fmt.Errorf("%w: incomplete segment key", ErrBadCommand)

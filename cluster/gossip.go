@@ -29,6 +29,9 @@ type nodeMeta struct {
 	Index  uint64 `json:"i"`
 	Leader string `json:"l,omitempty"` // servers: the Raft leader they follow
 	Policy uint64 `json:"p,omitempty"` // the policy version its dataplane enforces
+	// Failing lists, comma-separated, the services whose health checks
+	// fail on the node: check results travel by gossip, not Raft.
+	Failing string `json:"f,omitempty"`
 }
 
 // gossipPeer is this agent's view of another agent.
@@ -47,6 +50,9 @@ type gossip struct {
 	meta  atomic.Pointer[[]byte]
 	mu    sync.Mutex
 	peers map[string]*gossipPeer
+	// version counts changes of peers, so that readers can tell cheaply
+	// whether anything changed.
+	version atomic.Uint64
 	// refuse says whether alive messages about a name must be ignored
 	// (a removed node that still has the keyring).
 	refuse func(name string) bool
@@ -153,6 +159,7 @@ func (g *gossip) record(n *memberlist.Node, status string) {
 	g.mu.Lock()
 	g.peers[n.Name] = p
 	g.mu.Unlock()
+	g.version.Add(1)
 }
 
 // view returns every peer this agent knows of, by name. It is built from

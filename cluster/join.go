@@ -34,7 +34,7 @@ func (c *Cluster) Join(ctx context.Context, token string, addrs []string) error 
 	req := &joinRequest{
 		TokenID: tok.ID, Secret: tok.Secret, Name: c.opts.Name, Role: c.role(),
 		Addr: c.opts.AdvertiseAddr.String(), GossipPort: c.opts.GossipPort, RPCPort: c.opts.RPCPort,
-		RaftPort: c.opts.RaftPort, Tags: c.opts.Tags,
+		RaftPort: c.opts.RaftPort, Tags: c.local.Load().Tags, Services: c.local.Load().Services,
 	}
 	if li.NodeKey, err = identity.NewKey(); err != nil {
 		return err

@@ -53,6 +53,9 @@ func (s *State) PolicyHosts() []policy.Host {
 	hosts := make([]policy.Host, 0, len(nodes))
 	for _, n := range nodes {
 		h := policy.Host{Name: n.Name, Tags: n.Tags, Segments: map[string]policy.HostSegment{}}
+		for _, svc := range n.Services {
+			h.Services = append(h.Services, svc.Name)
+		}
 		h.Underlay, _ = netip.ParseAddr(n.Addr)
 		for seg, ns := range n.Segments {
 			hs := policy.HostSegment{PublicKey: ns.PublicKey}

@@ -27,6 +27,8 @@ const (
 	rpcApply = "/rpc/v1/apply"
 	// rpcSegmentKey registers the caller's own WireGuard key in a segment.
 	rpcSegmentKey = "/rpc/v1/segment-key"
+	// rpcLocal updates the caller's own tags and services.
+	rpcLocal = "/rpc/v1/local"
 
 	maxRPCBody   = 1 << 20
 	maxStateWait = 60 * time.Second
@@ -34,17 +36,18 @@ const (
 
 // JoinRequest is what a joining host sends.
 type joinRequest struct {
-	TokenID    string   `json:"token_id"`
-	Secret     string   `json:"secret"`
-	Name       string   `json:"name"`
-	Role       Role     `json:"role"`
-	Addr       string   `json:"addr"`
-	GossipPort int      `json:"gossip_port"`
-	RPCPort    int      `json:"rpc_port"`
-	RaftPort   int      `json:"raft_port"`
-	Tags       []string `json:"tags"`
-	NodeCSR    string   `json:"node_csr"`
-	ServerCSR  string   `json:"server_csr,omitempty"`
+	TokenID    string    `json:"token_id"`
+	Secret     string    `json:"secret"`
+	Name       string    `json:"name"`
+	Role       Role      `json:"role"`
+	Addr       string    `json:"addr"`
+	GossipPort int       `json:"gossip_port"`
+	RPCPort    int       `json:"rpc_port"`
+	RaftPort   int       `json:"raft_port"`
+	Tags       []string  `json:"tags"`
+	Services   []Service `json:"services,omitempty"`
+	NodeCSR    string    `json:"node_csr"`
+	ServerCSR  string    `json:"server_csr,omitempty"`
 }
 
 // joinResponse is what a joined host gets back.
@@ -85,6 +88,7 @@ func (c *Cluster) rpcHandler() http.Handler {
 	mux.HandleFunc("POST "+rpcLeave, c.handleLeave)
 	mux.HandleFunc("POST "+rpcApply, c.handleApply)
 	mux.HandleFunc("POST "+rpcSegmentKey, c.handleSegmentKey)
+	mux.HandleFunc("POST "+rpcLocal, c.handleLocal)
 	return mux
 }
 

@@ -298,6 +298,9 @@ func (c *Cluster) serveJoin(ctx context.Context, req *joinRequest) (*joinRespons
 	if ip := net.ParseIP(req.Addr); ip == nil || ip.IsUnspecified() {
 		return nil, fmt.Errorf("%w: address %q", errBadRequest, req.Addr)
 	}
+	if err := validateLocal(req.Tags, req.Services); err != nil {
+		return nil, err
+	}
 	now := c.opts.Now().UTC()
 	hash := hashSecret(req.Secret)
 	if err := checkToken(st, req.TokenID, hash, req.Role, now); err != nil {
@@ -314,7 +317,7 @@ func (c *Cluster) serveJoin(ctx context.Context, req *joinRequest) (*joinRespons
 	}
 	node := Node{
 		Name: req.Name, Role: req.Role, Addr: req.Addr,
-		GossipPort: req.GossipPort, RPCPort: req.RPCPort, RaftPort: req.RaftPort, Tags: req.Tags,
+		GossipPort: req.GossipPort, RPCPort: req.RPCPort, RaftPort: req.RaftPort, Tags: req.Tags, Services: req.Services,
 	}
 	resp := &joinResponse{Domain: st.Domain, CABundle: st.CACert, GossipKeys: st.GossipKeys}
 	sign := func(csr string, kind identity.Kind) (string, error) {

@@ -67,10 +67,19 @@ type Node struct {
 	Certs           []CertRef `json:"certs"`
 	RegisteredIndex uint64    `json:"registered_index"`
 	RegisteredAt    time.Time `json:"registered_at"`
+	// Services are the services the host declares (its agent config).
+	Services []Service `json:"services,omitempty"`
 	// Segments holds, per segment, the host's WireGuard public key (which
 	// only the host itself registers, over its authenticated RPC) and the
 	// overlay address IPAM gave it.
 	Segments map[string]NodeSegment `json:"segments,omitempty"`
+}
+
+// Service is one service a node declares.
+type Service struct {
+	Name string   `json:"name"`
+	Port int      `json:"port"`
+	Tags []string `json:"tags,omitempty"`
 }
 
 // NodeSegment is a node's key and address in one segment.

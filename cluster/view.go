@@ -3,6 +3,7 @@ package cluster
 import (
 	"maps"
 	"slices"
+	"strings"
 
 	"github.com/hashicorp/raft"
 )
@@ -145,3 +146,41 @@ func (c *Cluster) leaderFromGossip() string {
 
 // Nodes returns the registry, sorted by name.
 func (c *Cluster) Nodes() []*Node { return c.fsm.State().SortedNodes() }
+
+// PeerHealth is what gossip says of a node: whether it is alive, and
+// which of its services fail their checks.
+type PeerHealth struct {
+	Alive   bool
+	Failing []string
+}
+
+// Health returns the gossip view of every node this agent knows of, by
+// name, itself included. It changes with gossip, not with Raft.
+func (c *Cluster) Health() map[string]PeerHealth {
+	out := map[string]PeerHealth{}
+	for name, p := range c.gossipView() {
+		h := PeerHealth{Alive: p.Status == StatusAlive}
+		if p.Meta.Failing != "" {
+			h.Failing = strings.Split(p.Meta.Failing, ",")
+		}
+		out[name] = h
+	}
+	self := PeerHealth{Alive: true}
+	if f := c.failing.Load(); f != nil {
+		self.Failing = *f
+	}
+	out[c.opts.Name] = self
+	return out
+}
+
+// HealthVersion changes whenever the gossip view may have changed.
+func (c *Cluster) HealthVersion() uint64 {
+	c.mu.Lock()
+	g := c.gossip
+	c.mu.Unlock()
+	v := uint64(0)
+	if g != nil {
+		v = g.version.Load()
+	}
+	return v + c.failingVersion.Load() // both only grow: so does the sum
+}
