@@ -10,13 +10,14 @@ import (
 	"net/http"
 	"os"
 	"path/filepath"
-	"reflect"
+	"slices"
 	"sync"
 	"sync/atomic"
 	"time"
 
 	"github.com/weft-mesh/weft/cluster"
 	"github.com/weft-mesh/weft/config"
+	"github.com/weft-mesh/weft/dnsd"
 	"github.com/weft-mesh/weft/internal/version"
 	"github.com/weft-mesh/weft/overlay"
 )
@@ -29,6 +30,9 @@ type Options struct {
 	// (kernel WireGuard where the module exists, else embedded
 	// wireguard-go; netlink; nftables). Tests pass overlay's fakes.
 	Backends *Backends
+	// Resolved registers the mesh domain with systemd-resolved when
+	// dns { resolved = true }; nil means resolvectl. Tests pass a fake.
+	Resolved dnsd.Resolved
 }
 
 // Backends are the OS interfaces of the dataplane.
@@ -49,6 +53,13 @@ type Agent struct {
 
 	dataplane    *dataplane // nil when the host cannot run one (dataplaneErr says why)
 	dataplaneErr string
+	checks       *checker
+	resolved     dnsd.Resolved
+
+	dnsMu    sync.Mutex
+	dns      *dnsd.Server // nil when DNS is off
+	dnsErr   string
+	dnsLinks map[string]bool // links registered with systemd-resolved
 
 	api      *http.Server
 	left     chan struct{} // closed once this agent has left the cluster
@@ -78,6 +89,7 @@ func New(opts Options) (*Agent, error) {
 		Server:          rt.Server,
 		Bootstrap:       rt.Bootstrap,
 		Tags:            rt.Tags,
+		Services:        clusterServices(rt.Services),
 		Logger:          log.With("subsystem", "cluster"),
 		RaftLogger:      raftLogger(log),
 		GossipLogOutput: newGossipLogWriter(log),
@@ -86,6 +98,11 @@ func New(opts Options) (*Agent, error) {
 		return nil, err
 	}
 	a := &Agent{log: log, level: level, cluster: c, rt: rt, left: make(chan struct{})}
+	a.checks = &checker{log: log.With("subsystem", "checks"), setFailing: c.SetFailing}
+	a.resolved = opts.Resolved
+	if a.resolved == nil {
+		a.resolved = dnsd.NewResolvectl()
+	}
 	a.dataplane, err = newDataplane(rt, c, opts.Backends, log.With("subsystem", "overlay"))
 	if err != nil {
 		// A host that cannot build interfaces (no privileges, say) still
@@ -136,11 +153,20 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.cluster.Shutdown()
 		return err
 	}
+	bg, cancel := context.WithCancel(ctx)
+	defer cancel()
 	if a.dataplane != nil {
-		dctx, cancel := context.WithCancel(ctx)
-		defer cancel()
-		go a.dataplane.run(dctx)
+		go a.dataplane.run(bg)
 	}
+	if err := a.startDNS(a.rt.DNS); err != nil {
+		a.cluster.Shutdown()
+		return err
+	}
+	defer a.stopDNS()
+	feed := &dnsFeed{self: a.rt.NodeName, cluster: a.cluster, server: a.dnsServer, config: a.dnsConfig, resolved: a.resolvedLinks}
+	go feed.run(bg)
+	a.checks.set(a.rt.Services)
+	defer a.checks.stop()
 	if !a.cluster.Joined() && len(a.rt.Join.Addresses) > 0 {
 		go a.joinLoop(ctx)
 	}
@@ -158,7 +184,8 @@ func (a *Agent) Run(ctx context.Context) error {
 func (a *Agent) joinLoop(ctx context.Context) {
 	backoff := time.Second
 	for ctx.Err() == nil && !a.cluster.Joined() {
-		err := a.join(ctx, a.rt.Join.Token, a.rt.Join.Addresses)
+		j := a.config().Join
+		err := a.join(ctx, j.Token, j.Addresses)
 		if err == nil || errors.Is(err, cluster.ErrAlreadyJoined) {
 			return
 		}
@@ -200,39 +227,57 @@ func (a *Agent) leave(ctx context.Context) error {
 	return nil
 }
 
-// Reload applies a new configuration to the running agent. What can change
-// at run time is applied; what cannot is named in the log and kept.
+// Reload applies a new configuration to the running agent: log level,
+// tags, services and their checks, and DNS settings change at once; what
+// needs a restart is named in the log and kept (config.Runtime.Reloadable
+// says which is which).
 func (a *Agent) Reload(next config.Runtime) {
 	a.mu.Lock()
 	defer a.mu.Unlock()
 	prev := a.rt
-	if next.LogLevel != prev.LogLevel {
-		a.level.Set(next.LogLevel)
-		a.log.Info("reload: log level changed", "level", next.LogLevel.String())
+	changed, restart := prev.Reloadable(next)
+	for _, key := range restart {
+		a.log.Warn("reload: this setting needs a restart; keeping the running value", "key", key)
 	}
-	fixed := []struct {
-		key  string
-		same bool
-	}{
-		{"node_name", prev.NodeName == next.NodeName},
-		{"data_dir", prev.DataDir == next.DataDir},
-		{"socket", prev.Socket == next.Socket},
-		{"bind_addr", prev.BindAddr == next.BindAddr},
-		{"advertise_addr", prev.AdvertiseAddr == next.AdvertiseAddr},
-		{"ports", prev.Ports == next.Ports},
-		{"server", prev.Server == next.Server},
-		{"bootstrap", prev.Bootstrap == next.Bootstrap},
-		{"domain", prev.Domain == next.Domain},
-		{"tags", reflect.DeepEqual(prev.Tags, next.Tags)},
-		{"log_format", prev.LogFormat == next.LogFormat},
-	}
-	for _, f := range fixed {
-		if !f.same {
-			a.log.Warn("reload: this setting needs a restart; keeping the running value", "key", f.key)
+	kept := prev
+	for _, key := range changed {
+		switch key {
+		case "log_level":
+			a.level.Set(next.LogLevel)
+			kept.LogLevel = next.LogLevel
+		case "join":
+			kept.Join = next.Join
+		case "tags", "services":
+			kept.Tags, kept.Services = next.Tags, next.Services
+		case "dns":
+			if err := a.restartDNS(prev.DNS, next.DNS); err != nil {
+				a.log.Error("reload: new DNS settings refused; keeping the running ones", "err", err)
+				continue
+			}
+			kept.DNS = next.DNS
 		}
+		a.log.Info("reload: applied", "key", key)
 	}
-	prev.LogLevel, prev.Join = next.LogLevel, next.Join
-	a.rt = prev
+	if slices.Contains(changed, "tags") || slices.Contains(changed, "services") {
+		a.cluster.SetLocal(kept.Tags, clusterServices(kept.Services))
+		a.checks.set(kept.Services)
+	}
+	a.rt = kept
+}
+
+// config returns the running configuration.
+func (a *Agent) config() config.Runtime {
+	a.mu.Lock()
+	defer a.mu.Unlock()
+	return a.rt
+}
+
+func clusterServices(in []config.Service) []cluster.Service {
+	out := make([]cluster.Service, 0, len(in))
+	for _, s := range in {
+		out = append(out, cluster.Service{Name: s.Name, Port: s.Port, Tags: s.Tags})
+	}
+	return out
 }
 
 // serveAPI listens on the admin socket.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"net"
 	"net/http"
+	"net/netip"
 	"os"
 	"path/filepath"
 	"strings"
@@ -87,6 +88,7 @@ func startDev(t *testing.T) (*client.Client, *syncBuffer, string) {
 	p := freePorts(t, 3)
 	rt.Ports = config.Ports{Gossip: p[0], RPC: p[1], Raft: p[2]}
 	rt.NodeName = "dev"
+	rt.DNS.Listen = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}
 	c, logs, _ := runAgent(t, rt, fakeBackends())
 	return c, logs, dir
 }
@@ -236,6 +238,14 @@ func TestDevAgentPolicy(t *testing.T) {
 	p := freePorts(t, 3)
 	rt.Ports = config.Ports{Gossip: p[0], RPC: p[1], Raft: p[2]}
 	rt.NodeName, rt.Tags = "dev", []string{"t"}
+	rt.DNS.Listen = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}
+	svc, err := net.Listen("tcp", "127.0.0.1:0")
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer svc.Close()
+	rt.Services = []config.Service{{Name: "web", Port: 8080, Tags: []string{"blue"},
+		Check: &config.Check{TCP: svc.Addr().String(), Interval: 200 * time.Millisecond, Timeout: 100 * time.Millisecond}}}
 	c, _, stop := runAgent(t, rt, fakeBackends())
 	ctx := context.Background()
 
@@ -270,6 +280,40 @@ func TestDevAgentPolicy(t *testing.T) {
 	if _, err := c.Explain(ctx, "dev", "dev", "tcp/99999"); err == nil {
 		t.Fatal("explain accepted a bad port")
 	}
+
+	// Mesh DNS through the agent's own resolver: the node, the healthy
+	// service (by name, tag and SRV), and the record gone once its check
+	// fails.
+	answer := func(name, qtype string) string {
+		a, err := c.DNSQuery(ctx, name, qtype)
+		if err != nil {
+			return err.Error()
+		}
+		return a.Rcode + " " + strings.Join(a.Answer, " | ") + " + " + strings.Join(a.Additional, " | ")
+	}
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		got := answer("web.service.weft.internal", "A")
+		return strings.Contains(got, "10.90.7.1"), got + " / node: " + answer("dev.node.weft.internal", "A")
+	})
+	for _, q := range []struct{ name, qtype, want string }{
+		{"dev.node.weft.internal", "A", "10.90.7.1"},
+		{"blue.web.service.weft.internal", "A", "10.90.7.1"},
+		{"_web._tcp.service.weft.internal", "SRV", "8080 dev.node.weft.internal."},
+		{"nope.node.weft.internal", "A", "NXDOMAIN"},
+		{"example.com", "A", "REFUSED"},
+	} {
+		if got := answer(q.name, q.qtype); !strings.Contains(got, q.want) {
+			t.Errorf("dns %s %s = %q, want %q in it", q.name, q.qtype, got, q.want)
+		}
+	}
+	if _, err := c.DNSQuery(ctx, "bad name..", "A"); err == nil {
+		t.Error("a malformed name was queried")
+	}
+	svc.Close()
+	waitFor(t, 10*time.Second, func() (bool, string) {
+		got := answer("web.service.weft.internal", "A")
+		return strings.HasPrefix(got, "NOERROR") && !strings.Contains(got, "10.90.7.1"), got
+	})
 	stop()
 
 	// Restart: the fake WireGuard is new and empty; the persisted plan

@@ -33,6 +33,7 @@ func (a *Agent) apiHandler() http.Handler {
 	mux.HandleFunc("POST /v1/policy/plan", a.handlePlanPolicy)
 	mux.HandleFunc("GET /v1/policy/explain", a.handleExplain)
 	mux.HandleFunc("GET /v1/segments", a.handleSegments)
+	mux.HandleFunc("GET /v1/dns/query", a.handleDNSQuery)
 	return mux
 }
 
@@ -114,6 +115,19 @@ func (a *Agent) status() client.Status {
 	}
 	out.Checks = append(out.Checks, dc)
 	out.Ready = out.Ready && dc.OK
+	a.mu.Lock()
+	dnsOn := a.rt.DNS.Enabled
+	a.mu.Unlock()
+	if dnsOn {
+		a.dnsMu.Lock()
+		nc := client.Check{Name: "dns", OK: a.dns != nil && a.dnsErr == "", Reason: a.dnsErr}
+		if a.dns == nil && nc.Reason == "" {
+			nc.Reason = "not listening"
+		}
+		a.dnsMu.Unlock()
+		out.Checks = append(out.Checks, nc)
+		out.Ready = out.Ready && nc.OK
+	}
 	return out
 }
 

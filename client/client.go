@@ -183,5 +183,12 @@ func (c *Client) Segments(ctx context.Context) ([]Segment, error) {
 	return out, c.do(ctx, "GET", "/v1/segments", nil, &out)
 }
 
+// DNSQuery asks the agent's own resolver.
+func (c *Client) DNSQuery(ctx context.Context, name, qtype string) (DNSAnswer, error) {
+	var out DNSAnswer
+	q := url.Values{"name": {name}, "type": {qtype}}
+	return out, c.do(ctx, "GET", "/v1/dns/query?"+q.Encode(), nil, &out)
+}
+
 // DefaultTimeout bounds one CLI call.
 const DefaultTimeout = 30 * time.Second

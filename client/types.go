@@ -151,3 +151,12 @@ type SegmentPeer struct {
 	RxBytes       int64     `json:"rx_bytes"`
 	TxBytes       int64     `json:"tx_bytes"`
 }
+
+// DNSAnswer is what the agent's own resolver answered (GET /v1/dns/query).
+type DNSAnswer struct {
+	Server     string   `json:"server"`
+	Rcode      string   `json:"rcode"`
+	Answer     []string `json:"answer"`
+	Authority  []string `json:"authority"`
+	Additional []string `json:"additional"`
+}

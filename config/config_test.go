@@ -15,6 +15,7 @@ import (
 	"strconv"
 	"strings"
 	"testing"
+	"time"
 
 	"github.com/google/go-cmp/cmp"
 	"github.com/google/go-cmp/cmp/cmpopts"
@@ -22,6 +23,8 @@ import (
 
 var cmpRuntime = cmp.Options{
 	cmp.Comparer(func(a, b netip.Addr) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.AddrPort) bool { return a == b }),
+	cmp.Comparer(func(a, b netip.Prefix) bool { return a == b }),
 	cmpopts.EquateEmpty(),
 }
 
@@ -66,6 +69,12 @@ func defaults() Runtime {
 		Domain:        "weft.internal",
 		LogLevel:      slog.LevelInfo,
 		LogFormat:     "text",
+		DNS: DNS{
+			Enabled: true,
+			Listen:  []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:8600")},
+			Domain:  "weft.internal",
+			TTL:     5 * time.Second,
+		},
 	}
 }
 
@@ -246,15 +255,49 @@ func problems(t *testing.T, err error) []string {
 	return out
 }
 
+type file struct{ name, content string }
+
+// loadErrorTest is a config that must fail to load with exactly the
+// problems in want.
+type loadErrorTest struct {
+	name  string
+	files []file
+	want  []string // "file:line:col: summary", in order
+	// detail holds texts the error must contain, such as hcl's hints.
+	detail []string
+}
+
+func runLoadErrors(t *testing.T, tests []loadErrorTest) {
+	t.Helper()
+	for _, tt := range tests {
+		t.Run(tt.name, func(t *testing.T) {
+			dir := t.TempDir()
+			var paths []string
+			for _, f := range tt.files {
+				paths = append(paths, write(t, dir, f.name, f.content))
+			}
+			_, err := load(paths, nil, fakeHost())
+			if err == nil {
+				t.Fatal("Load succeeded, want an error")
+			}
+			if diff := cmp.Diff(tt.want, problems(t, err)); diff != "" {
+				t.Errorf("problems (-want +got):\n%s", diff)
+			}
+			msg := strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
+			for _, d := range tt.detail {
+				if !strings.Contains(msg, d) {
+					t.Errorf("error does not contain %q:\n%s", d, msg)
+				}
+			}
+			if n := len(strings.Split(msg, "\n")); n != len(tt.want) {
+				t.Errorf("error has %d lines, want one per problem (%d):\n%s", n, len(tt.want), msg)
+			}
+		})
+	}
+}
+
 func TestLoadErrors(t *testing.T) {
-	type file struct{ name, content string }
-	tests := []struct {
-		name  string
-		files []file
-		want  []string // "file:line:col: summary", in order
-		// detail holds texts the error must contain, such as hcl's hints.
-		detail []string
-	}{
+	runLoadErrors(t, []loadErrorTest{
 		{
 			name:   "syntax error",
 			files:  []file{{"a.hcl", "server = true\nnode_name = \"db\n"}},
@@ -473,32 +516,7 @@ func TestLoadErrors(t *testing.T) {
 				"b.hcl:3:9: Invalid tag",
 			},
 		},
-	}
-	for _, tt := range tests {
-		t.Run(tt.name, func(t *testing.T) {
-			dir := t.TempDir()
-			var paths []string
-			for _, f := range tt.files {
-				paths = append(paths, write(t, dir, f.name, f.content))
-			}
-			_, err := load(paths, nil, fakeHost())
-			if err == nil {
-				t.Fatal("Load succeeded, want an error")
-			}
-			if diff := cmp.Diff(tt.want, problems(t, err)); diff != "" {
-				t.Errorf("problems (-want +got):\n%s", diff)
-			}
-			msg := strings.ReplaceAll(err.Error(), dir+string(filepath.Separator), "")
-			for _, d := range tt.detail {
-				if !strings.Contains(msg, d) {
-					t.Errorf("error does not contain %q:\n%s", d, msg)
-				}
-			}
-			if n := len(strings.Split(msg, "\n")); n != len(tt.want) {
-				t.Errorf("error has %d lines, want one per problem (%d):\n%s", n, len(tt.want), msg)
-			}
-		})
-	}
+	})
 }
 
 func TestLoadPathErrors(t *testing.T) {
@@ -611,6 +629,39 @@ func TestValidateRuntime(t *testing.T) {
 		}, []string{"Missing join.token", "Invalid join address"}},
 		{"odd log level", func(r *Runtime) { r.LogLevel = slog.Level(3) }, []string{"Invalid log_level"}},
 		{"bad tag", func(r *Runtime) { r.Tags = []string{"ok", "Not ok"} }, []string{"Invalid tag"}},
+		{"valid service", func(r *Runtime) {
+			r.Services = []Service{{
+				Name: "db", Port: 5432, Tags: []string{"primary"},
+				Check:     &Check{HTTP: "http://127.0.0.1:8008/", Interval: time.Second, Timeout: time.Second / 2},
+				Identity:  &ServiceIdentity{UID: 0},
+				Upstreams: []Upstream{{Service: "backup", Listen: "127.0.0.1:15432"}},
+			}}
+		}, nil},
+		{"bad services", func(r *Runtime) {
+			r.Services = []Service{
+				{Name: "db"},
+				{Name: "db", Port: 1},
+				{Name: "web", Port: 80, Check: &Check{TCP: "x:1"}, Identity: &ServiceIdentity{UID: -1}},
+				{Name: "api", Port: 80, Upstreams: []Upstream{{Service: "db"}, {Service: "db", Listen: "x:1"}}},
+			}
+		}, []string{
+			"Missing service.port", "Duplicate service",
+			"Invalid service.check.interval", "Invalid service.check.timeout", "Invalid service.identity.uid",
+			"Missing service.upstream.listen", "Duplicate upstream",
+		}},
+		{"dns zero value", func(r *Runtime) { r.DNS = DNS{} }, nil},
+		{"dns enabled without listen", func(r *Runtime) { r.DNS = DNS{Enabled: true, Domain: r.Domain} }, []string{"Missing dns.listen"}},
+		{"bad dns", func(r *Runtime) {
+			r.DNS.Listen = []netip.AddrPort{{}}
+			r.DNS.Domain = ""
+			r.DNS.Upstreams = []netip.AddrPort{netip.AddrPortFrom(netip.MustParseAddr("1.1.1.1"), 0)}
+			r.DNS.AllowFrom = []netip.Prefix{{}}
+			r.DNS.TTL = time.Millisecond
+			r.Metrics.Listen = "nowhere"
+		}, []string{
+			"Invalid dns.listen", "Invalid dns.domain", "Invalid dns.upstreams", "Invalid dns.allow_from", "Invalid dns.ttl",
+			"Invalid metrics.listen",
+		}},
 	}
 	for _, tt := range tests {
 		t.Run(tt.name, func(t *testing.T) {
@@ -741,6 +792,9 @@ func TestReadmeListsEveryKey(t *testing.T) {
 	walk = func(prefix string, ty reflect.Type) {
 		for f := range ty.Fields() {
 			name, kind, _ := strings.Cut(f.Tag.Get("hcl"), ",")
+			if kind == "label" {
+				continue // documented with its block: service "<name>"
+			}
 			keys = append(keys, prefix+name)
 			if kind == "block" {
 				walk(prefix+name+".", f.Type.Elem())
@@ -753,7 +807,7 @@ func TestReadmeListsEveryKey(t *testing.T) {
 			t.Errorf("README.md does not document `%s`", k)
 		}
 	}
-	if len(keys) != 18 {
+	if len(keys) != 40 {
 		t.Errorf("found %d keys (%s); update this test if the file model changed", len(keys), strconv.Quote(strings.Join(keys, " ")))
 	}
 }

@@ -2,6 +2,7 @@ package config
 
 import (
 	"errors"
+	"fmt"
 	"os"
 	"path/filepath"
 	"strconv"
@@ -29,6 +30,11 @@ type fileConfig struct {
 	Join          *joinFile  `hcl:"join,block"`
 	LogLevel      *string    `hcl:"log_level"`
 	LogFormat     *string    `hcl:"log_format"`
+	// Services are merged by label: a later file's service "db" block
+	// changes service "db" key by key.
+	Services []serviceFile `hcl:"service,block"`
+	DNS      *dnsFile      `hcl:"dns,block"`
+	Metrics  *metricsFile  `hcl:"metrics,block"`
 }
 
 type portsFile struct {
@@ -42,8 +48,48 @@ type joinFile struct {
 	Addresses *[]string `hcl:"addresses"`
 }
 
+type serviceFile struct {
+	Name      string         `hcl:"name,label"`
+	Port      *int           `hcl:"port"`
+	Tags      *[]string      `hcl:"tags"`
+	Check     *checkFile     `hcl:"check,block"`
+	Identity  *identityFile  `hcl:"identity,block"`
+	Upstreams []upstreamFile `hcl:"upstream,block"` // merged by label, like services
+}
+
+type checkFile struct {
+	TCP      *string `hcl:"tcp"`
+	HTTP     *string `hcl:"http"`
+	Interval *string `hcl:"interval"`
+	Timeout  *string `hcl:"timeout"`
+}
+
+type identityFile struct {
+	UID *int `hcl:"uid"`
+}
+
+type upstreamFile struct {
+	Name   string  `hcl:"name,label"`
+	Listen *string `hcl:"listen"`
+}
+
+type dnsFile struct {
+	Enabled   *bool     `hcl:"enabled"`
+	Listen    *[]string `hcl:"listen"`
+	Domain    *string   `hcl:"domain"`
+	Upstreams *[]string `hcl:"upstreams"`
+	AllowFrom *[]string `hcl:"allow_from"`
+	TTL       *string   `hcl:"ttl"`
+	Resolved  *bool     `hcl:"resolved"`
+}
+
+type metricsFile struct {
+	Listen *string `hcl:"listen"`
+}
+
 // Key paths name a setting in diagnostics and in sources: "ports.rpc",
-// "join.addresses", and "tags[2]" for one element of a list.
+// "join.addresses", "tags[2]" for one element of a list, and
+// service["db"].check.tcp for a key of a labelled block (see labelKey).
 const (
 	keyNodeName      = "node_name"
 	keyDataDir       = "data_dir"
@@ -63,7 +109,47 @@ const (
 	keyJoinAddresses = "join.addresses"
 	keyLogLevel      = "log_level"
 	keyLogFormat     = "log_format"
+	keyService       = "service"
+	keyDNS           = "dns"
+	keyDNSEnabled    = "dns.enabled"
+	keyDNSListen     = "dns.listen"
+	keyDNSDomain     = "dns.domain"
+	keyDNSUpstreams  = "dns.upstreams"
+	keyDNSAllowFrom  = "dns.allow_from"
+	keyDNSTTL        = "dns.ttl"
+	keyDNSResolved   = "dns.resolved"
+	keyMetrics       = "metrics"
+	keyMetricsListen = "metrics.listen"
 )
+
+// Keys inside a service block, appended to serviceKey(name).
+const (
+	subPort          = ".port"
+	subTags          = ".tags"
+	subCheck         = ".check"
+	subCheckTCP      = ".check.tcp"
+	subCheckHTTP     = ".check.http"
+	subCheckInterval = ".check.interval"
+	subCheckTimeout  = ".check.timeout"
+	subIdentity      = ".identity"
+	subIdentityUID   = ".identity.uid"
+	subListen        = ".listen" // of an upstream block
+)
+
+// serviceKey is the key path of the block of service name: service["db"].
+func serviceKey(name string) string { return keyService + labelKey(name) }
+
+// upstreamKey is the key path of an upstream block: service["web"].upstream["db"].
+func upstreamKey(service, name string) string {
+	return serviceKey(service) + ".upstream" + labelKey(name)
+}
+
+// labelKey makes a block label part of a key path. A label is whatever the
+// file wrote, so the characters that structure a key path are escaped, and
+// the quotes keep a label such as "2" from reading as a list index.
+func labelKey(label string) string { return `["` + labelEscaper.Replace(label) + `"]` }
+
+var labelEscaper = strings.NewReplacer("%", "%25", ".", "%2E", "[", "%5B", "]", "%5D")
 
 // origin is where a setting's winning value was written.
 type origin struct {
@@ -82,7 +168,9 @@ type sources struct {
 	// then incomplete and validating it would only report noise.
 	broken bool
 	files  map[string]int // file name -> load order, to sort diagnostics
-	tags   []string       // the winning tags as written, to find an element's range
+	// lists holds the winning value of a list key as written, to find the
+	// range of an element that Runtime holds sorted (tags, a service's tags).
+	lists map[string][]string
 }
 
 func newSources() *sources {
@@ -90,35 +178,29 @@ func newSources() *sources {
 		origins:  map[string]origin{},
 		poisoned: map[string]bool{},
 		files:    map[string]int{},
+		lists:    map[string][]string{},
 	}
 }
 
 // rangeOf returns where key was set: the element of a list for "tags[2]",
-// else the attribute, else the enclosing block ("ports" for "ports.rpc").
-// It returns nil when the value is a default.
+// else the attribute, else the enclosing block ("ports" for "ports.rpc",
+// service["db"] for service["db"].port). It returns nil when the value is
+// a default.
 func (s *sources) rangeOf(key string) *hcl.Range {
 	if s == nil {
 		return nil
 	}
 	if base, idx, ok := splitIndex(key); ok {
-		if o, found := s.origins[base]; found {
-			if idx < len(o.elems) {
-				return o.elems[idx].Ptr()
-			}
+		if o, found := s.origins[base]; found && idx < len(o.elems) {
+			return o.elems[idx].Ptr()
+		}
+	}
+	for k, more := key, true; more; k, more = parentKey(k) {
+		if o, ok := s.origins[k]; ok {
 			return o.rng.Ptr()
 		}
-		key = base
 	}
-	for {
-		if o, ok := s.origins[key]; ok {
-			return o.rng.Ptr()
-		}
-		i := strings.LastIndexByte(key, '.')
-		if i < 0 {
-			return nil
-		}
-		key = key[:i]
-	}
+	return nil
 }
 
 // set reports whether a file set key (or, for a block, wrote the block).
@@ -135,23 +217,33 @@ func (s *sources) isPoisoned(key string) bool {
 	if s == nil {
 		return false
 	}
-	if base, _, ok := splitIndex(key); ok {
-		key = base
-	}
-	for {
-		if s.poisoned[key] {
+	for k, more := key, true; more; k, more = parentKey(k) {
+		if s.poisoned[k] {
 			return true
 		}
-		i := strings.LastIndexByte(key, '.')
-		if i < 0 {
-			return false
-		}
-		key = key[:i]
 	}
+	return false
 }
 
+// parentKey returns the key that holds key: "tags" for "tags[2]", "ports"
+// for "ports.rpc", service["db"] for service["db"].port and "service" for
+// service["db"]. It reports false for a top-level key.
+func parentKey(key string) (string, bool) {
+	if strings.HasSuffix(key, "]") {
+		if i := strings.LastIndexByte(key, '['); i > 0 {
+			return key[:i], true
+		}
+	}
+	if i := strings.LastIndexByte(key, '.'); i > 0 {
+		return key[:i], true
+	}
+	return "", false
+}
+
+// splitIndex splits "tags[2]" into "tags" and 2. A label (service["db"])
+// is not an index.
 func splitIndex(key string) (base string, idx int, ok bool) {
-	open := strings.IndexByte(key, '[')
+	open := strings.LastIndexByte(key, '[')
 	if open < 0 || !strings.HasSuffix(key, "]") {
 		return key, 0, false
 	}
@@ -220,7 +312,7 @@ func parseFile(path string, src *sources) (*fileConfig, *hclsyntax.Body, Diagnos
 			poison(body, d, src)
 		}
 	}
-	return &fc, body, fromHCL(diags)
+	return &fc, body, append(fromHCL(diags), duplicateLabels(body, src)...)
 }
 
 // poison marks the key a decode error is about, so that validation skips it.
@@ -230,7 +322,8 @@ func poison(body *hclsyntax.Body, d *hcl.Diagnostic, src *sources) {
 		return
 	}
 	at := d.Subject.Start
-	for key, a := range attributes(body) {
+	attrs, _ := index(body)
+	for key, a := range attrs {
 		if a.SrcRange.ContainsPos(at) {
 			src.poisoned[key] = true
 			return
@@ -239,38 +332,102 @@ func poison(body *hclsyntax.Body, d *hcl.Diagnostic, src *sources) {
 	if strings.HasPrefix(d.Summary, "Unsupported ") {
 		return // an unknown key changes no known one
 	}
-	for _, b := range body.Blocks {
-		if b.Range().ContainsPos(at) {
-			src.poisoned[b.Type] = true // e.g. a duplicate block: gohcl decodes neither
-			return
+	// The innermost block holding the error, e.g. a duplicate block (gohcl
+	// decodes neither) or a service block without its label.
+	key := ""
+	for b := body; b != nil; {
+		inner := b
+		b = nil
+		for _, blk := range inner.Blocks {
+			if blk.Range().ContainsPos(at) {
+				key, b = blockKey(key, blk), blk.Body
+				break
+			}
 		}
 	}
-	src.broken = true
+	if key == "" {
+		src.broken = true
+		return
+	}
+	src.poisoned[key] = true
 }
 
-// attributes returns a file's attributes by key path, including those in
-// the ports and join blocks. Of repeated blocks the last one wins here; a
-// repeated block is an error anyway.
-func attributes(body *hclsyntax.Body) map[string]*hclsyntax.Attribute {
-	out := map[string]*hclsyntax.Attribute{}
-	for name, a := range body.Attributes {
-		out[name] = a
+// duplicateLabels reports a service written twice in one file, and an
+// upstream written twice in one service block. gohcl accepts repeated
+// labelled blocks, and merging them would quietly drop keys of the first;
+// across files, a later block is meant to change an earlier one.
+func duplicateLabels(body *hclsyntax.Body, src *sources) Diagnostics {
+	var diags Diagnostics
+	dup := func(key, what string, first hcl.Range, b *hclsyntax.Block) {
+		src.poisoned[key] = true
+		r := b.DefRange()
+		diags = append(diags, newDiagnostic(&r, "Duplicate "+b.Type+" block", fmt.Sprintf(
+			"%s is also defined at %s:%d:%d; in one file, each is defined once (a later file may change it)",
+			what, first.Filename, first.Start.Line, first.Start.Column)))
 	}
+	services := map[string]hcl.Range{}
 	for _, b := range body.Blocks {
-		if b.Type != keyPorts && b.Type != keyJoin {
+		if b.Type != keyService || len(b.Labels) != 1 {
 			continue
 		}
-		for name, a := range b.Body.Attributes {
-			out[b.Type+"."+name] = a
+		name := b.Labels[0]
+		if first, ok := services[name]; ok {
+			dup(serviceKey(name), fmt.Sprintf("service %q", name), first, b)
+			continue
+		}
+		services[name] = b.DefRange()
+		upstreams := map[string]hcl.Range{}
+		for _, u := range b.Body.Blocks {
+			if u.Type != "upstream" || len(u.Labels) != 1 {
+				continue
+			}
+			if first, ok := upstreams[u.Labels[0]]; ok {
+				dup(upstreamKey(name, u.Labels[0]), fmt.Sprintf("upstream %q of service %q", u.Labels[0], name), first, u)
+				continue
+			}
+			upstreams[u.Labels[0]] = u.DefRange()
 		}
 	}
-	return out
+	return diags
+}
+
+// index returns a file's attributes and the header ranges of its blocks by
+// key path, at any depth: "ports.rpc", service["db"].check.tcp. Of repeated
+// blocks the last one wins here; a repeated block is an error anyway.
+func index(body *hclsyntax.Body) (map[string]*hclsyntax.Attribute, map[string]hcl.Range) {
+	attrs, blocks := map[string]*hclsyntax.Attribute{}, map[string]hcl.Range{}
+	var walk func(prefix string, b *hclsyntax.Body)
+	walk = func(prefix string, b *hclsyntax.Body) {
+		for name, a := range b.Attributes {
+			attrs[prefix+name] = a
+		}
+		for _, blk := range b.Blocks {
+			key := blockKey(prefix, blk)
+			blocks[key] = blk.DefRange()
+			walk(key+".", blk.Body)
+		}
+	}
+	walk("", body)
+	return attrs, blocks
+}
+
+// blockKey is the key path of blk, inside the block whose key path is
+// prefix ("" at the top level).
+func blockKey(prefix string, blk *hclsyntax.Block) string {
+	if prefix != "" && !strings.HasSuffix(prefix, ".") {
+		prefix += "."
+	}
+	key := prefix + blk.Type
+	for _, l := range blk.Labels {
+		key += labelKey(l)
+	}
+	return key
 }
 
 // merge lays file f over m, key by key, and records in src where each value
 // it takes came from.
 func (m *fileConfig) merge(f *fileConfig, body *hclsyntax.Body, src *sources) {
-	attrs := attributes(body)
+	attrs, blocks := index(body)
 	at := func(key string) origin {
 		a, ok := attrs[key]
 		if !ok {
@@ -284,6 +441,7 @@ func (m *fileConfig) merge(f *fileConfig, body *hclsyntax.Body, src *sources) {
 		}
 		return o
 	}
+	block := func(key string) { src.origins[key] = origin{rng: blocks[key]} }
 	take(&m.NodeName, f.NodeName, keyNodeName, at, src)
 	take(&m.DataDir, f.DataDir, keyDataDir, at, src)
 	take(&m.Socket, f.Socket, keySocket, at, src)
@@ -292,14 +450,14 @@ func (m *fileConfig) merge(f *fileConfig, body *hclsyntax.Body, src *sources) {
 	take(&m.Domain, f.Domain, keyDomain, at, src)
 	take(&m.Server, f.Server, keyServer, at, src)
 	take(&m.Bootstrap, f.Bootstrap, keyBootstrap, at, src)
-	take(&m.Tags, f.Tags, keyTags, at, src)
+	takeList(&m.Tags, f.Tags, keyTags, at, src)
 	take(&m.LogLevel, f.LogLevel, keyLogLevel, at, src)
 	take(&m.LogFormat, f.LogFormat, keyLogFormat, at, src)
 	if f.Ports != nil {
 		if m.Ports == nil {
 			m.Ports = &portsFile{}
 		}
-		src.origins[keyPorts] = origin{rng: lastBlock(body, keyPorts)}
+		block(keyPorts)
 		take(&m.Ports.Gossip, f.Ports.Gossip, keyGossip, at, src)
 		take(&m.Ports.RPC, f.Ports.RPC, keyRPC, at, src)
 		take(&m.Ports.Raft, f.Ports.Raft, keyRaft, at, src)
@@ -308,13 +466,91 @@ func (m *fileConfig) merge(f *fileConfig, body *hclsyntax.Body, src *sources) {
 		if m.Join == nil {
 			m.Join = &joinFile{}
 		}
-		src.origins[keyJoin] = origin{rng: lastBlock(body, keyJoin)}
+		block(keyJoin)
 		take(&m.Join.Token, f.Join.Token, keyJoinToken, at, src)
 		take(&m.Join.Addresses, f.Join.Addresses, keyJoinAddresses, at, src)
 	}
-	if f.Tags != nil {
-		src.tags = *f.Tags
+	for _, fs := range f.Services {
+		key := serviceKey(fs.Name)
+		ms := m.service(fs.Name)
+		block(key)
+		take(&ms.Port, fs.Port, key+subPort, at, src)
+		takeList(&ms.Tags, fs.Tags, key+subTags, at, src)
+		if c := fs.Check; c != nil {
+			if ms.Check == nil {
+				ms.Check = &checkFile{}
+			}
+			block(key + subCheck)
+			// tcp and http are one choice: a later file that names either
+			// target replaces the earlier one, so that it can switch kinds.
+			if c.TCP != nil || c.HTTP != nil {
+				ms.Check.TCP, ms.Check.HTTP = nil, nil
+				delete(src.origins, key+subCheckTCP)
+				delete(src.origins, key+subCheckHTTP)
+			}
+			take(&ms.Check.TCP, c.TCP, key+subCheckTCP, at, src)
+			take(&ms.Check.HTTP, c.HTTP, key+subCheckHTTP, at, src)
+			take(&ms.Check.Interval, c.Interval, key+subCheckInterval, at, src)
+			take(&ms.Check.Timeout, c.Timeout, key+subCheckTimeout, at, src)
+		}
+		if id := fs.Identity; id != nil {
+			if ms.Identity == nil {
+				ms.Identity = &identityFile{}
+			}
+			block(key + subIdentity)
+			take(&ms.Identity.UID, id.UID, key+subIdentityUID, at, src)
+		}
+		for _, fu := range fs.Upstreams {
+			ukey := upstreamKey(fs.Name, fu.Name)
+			mu := ms.upstream(fu.Name)
+			block(ukey)
+			take(&mu.Listen, fu.Listen, ukey+subListen, at, src)
+		}
 	}
+	if d := f.DNS; d != nil {
+		if m.DNS == nil {
+			m.DNS = &dnsFile{}
+		}
+		block(keyDNS)
+		take(&m.DNS.Enabled, d.Enabled, keyDNSEnabled, at, src)
+		take(&m.DNS.Listen, d.Listen, keyDNSListen, at, src)
+		take(&m.DNS.Domain, d.Domain, keyDNSDomain, at, src)
+		take(&m.DNS.Upstreams, d.Upstreams, keyDNSUpstreams, at, src)
+		take(&m.DNS.AllowFrom, d.AllowFrom, keyDNSAllowFrom, at, src)
+		take(&m.DNS.TTL, d.TTL, keyDNSTTL, at, src)
+		take(&m.DNS.Resolved, d.Resolved, keyDNSResolved, at, src)
+	}
+	if f.Metrics != nil {
+		if m.Metrics == nil {
+			m.Metrics = &metricsFile{}
+		}
+		block(keyMetrics)
+		take(&m.Metrics.Listen, f.Metrics.Listen, keyMetricsListen, at, src)
+	}
+}
+
+// service returns the merged block of service name, adding it if no
+// earlier file had one.
+func (m *fileConfig) service(name string) *serviceFile {
+	for i := range m.Services {
+		if m.Services[i].Name == name {
+			return &m.Services[i]
+		}
+	}
+	m.Services = append(m.Services, serviceFile{Name: name})
+	return &m.Services[len(m.Services)-1]
+}
+
+// upstream returns the merged upstream block name of s, adding it if no
+// earlier file had one.
+func (s *serviceFile) upstream(name string) *upstreamFile {
+	for i := range s.Upstreams {
+		if s.Upstreams[i].Name == name {
+			return &s.Upstreams[i]
+		}
+	}
+	s.Upstreams = append(s.Upstreams, upstreamFile{Name: name})
+	return &s.Upstreams[len(s.Upstreams)-1]
 }
 
 func take[T any](dst **T, v *T, key string, at func(string) origin, src *sources) {
@@ -325,12 +561,11 @@ func take[T any](dst **T, v *T, key string, at func(string) origin, src *sources
 	src.origins[key] = at(key)
 }
 
-func lastBlock(body *hclsyntax.Body, typ string) hcl.Range {
-	var r hcl.Range
-	for _, b := range body.Blocks {
-		if b.Type == typ {
-			r = b.DefRange()
-		}
+// takeList is take for a list that Runtime holds sorted: it also keeps the
+// list as written, so that a bad element can be found where it was written.
+func takeList(dst **[]string, v *[]string, key string, at func(string) origin, src *sources) {
+	take(dst, v, key, at, src)
+	if v != nil {
+		src.lists[key] = *v
 	}
-	return r
 }

@@ -10,6 +10,7 @@ import (
 	"slices"
 	"strconv"
 	"strings"
+	"time"
 )
 
 // Defaults of the keys that do not depend on the host.
@@ -21,6 +22,13 @@ const (
 	DefaultRPCPort    = 7947
 	DefaultRaftPort   = 7948
 	DefaultLogFormat  = "text"
+
+	DefaultCheckInterval = 10 * time.Second
+	DefaultCheckTimeout  = 2 * time.Second
+	// DefaultDNSListen keeps clear of port 53, where systemd-resolved
+	// (127.0.0.53) or another local resolver usually is.
+	DefaultDNSListen = "127.0.0.1:8600"
+	DefaultDNSTTL    = 5 * time.Second
 )
 
 // host is what two defaults need from the OS; tests pass a fake.
@@ -33,8 +41,9 @@ func systemHost() host { return host{hostname: os.Hostname, interfaceAddrs: net.
 
 // Load reads the files in the order given, then the *.hcl files of each dir
 // in lexical name order, merges them (a later file wins per key, also per key
-// inside the ports and join blocks; a list is one key and is replaced whole),
-// applies the defaults and validates the result.
+// inside blocks; a service block changes the service of the same name; a list
+// is one key and is replaced whole), applies the defaults and validates the
+// result.
 //
 // The error, when not nil, is Diagnostics listing every problem found, each
 // with the file:line:col it is at. Validation is skipped when a file cannot
@@ -104,7 +113,8 @@ func dev(dataDir string, h host) Runtime {
 func build(m *fileConfig, src *sources, h host) (Runtime, Diagnostics) {
 	var diags Diagnostics
 	bad := func(key, summary, detail string) {
-		src.poisoned[key] = true
+		base, _, _ := splitIndex(key) // a bad element spoils its list
+		src.poisoned[base] = true
 		diags = append(diags, newDiagnostic(src.rangeOf(key), summary, detail))
 	}
 
@@ -209,6 +219,12 @@ func build(m *fileConfig, src *sources, h host) (Runtime, Diagnostics) {
 	}
 	if m.LogFormat != nil {
 		r.LogFormat = *m.LogFormat
+	}
+
+	r.Services = buildServices(m.Services, bad)
+	r.DNS = buildDNS(m.DNS, r.Domain, bad)
+	if m.Metrics != nil && m.Metrics.Listen != nil {
+		r.Metrics.Listen = *m.Metrics.Listen
 	}
 	return r, diags
 }

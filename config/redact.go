@@ -38,7 +38,28 @@ func (r Runtime) LogValue() slog.Value {
 		slog.Attr{Key: "join", Value: r.Join.LogValue()},
 		slog.String("log_level", r.LogLevel.String()),
 		slog.String("log_format", r.LogFormat),
+		slog.Any("services", serviceNames(r.Services)),
+		slog.Group("dns",
+			slog.Bool("enabled", r.DNS.Enabled),
+			slog.Any("listen", r.DNS.Listen),
+			slog.String("domain", r.DNS.Domain),
+			slog.Any("upstreams", r.DNS.Upstreams),
+			slog.Any("allow_from", r.DNS.AllowFrom),
+			slog.Duration("ttl", r.DNS.TTL),
+			slog.Bool("resolved", r.DNS.Resolved),
+		),
+		slog.String("metrics_listen", r.Metrics.Listen),
 	)
+}
+
+// serviceNames is what LogValue shows of the services: their blocks are
+// too long for one log line, and `weft` can print them.
+func serviceNames(ss []Service) []string {
+	names := make([]string, len(ss))
+	for i, s := range ss {
+		names[i] = s.Name
+	}
+	return names
 }
 
 // String formats j with the token redacted; fmt uses it for %v and %s, also

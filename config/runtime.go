@@ -1,8 +1,10 @@
 package config
 
 import (
+	"fmt"
 	"log/slog"
 	"net/netip"
+	"time"
 )
 
 // Runtime is the validated, value-typed agent configuration built from the
@@ -24,6 +26,9 @@ type Runtime struct {
 	Join          Join
 	LogLevel      slog.Level // log_level: "debug"|"info"|"warn"|"error"; default info
 	LogFormat     string     // log_format: "text"|"json"; default "text"
+	Services      []Service  // service blocks, sorted by name
+	DNS           DNS
+	Metrics       Metrics
 }
 
 // Ports are the underlay ports of the agent.
@@ -37,4 +42,66 @@ type Ports struct {
 type Join struct {
 	Token     string   // join.token; secret, never logged
 	Addresses []string // join.addresses, "host:port" (port defaults to ports.rpc)
+}
+
+// Service is a service this host offers to the mesh (a service block).
+type Service struct {
+	Name      string           // the block's label; a DNS label, unique
+	Port      int              // port; required
+	Tags      []string         // tags, sorted and deduplicated
+	Check     *Check           // check; nil without a check block
+	Identity  *ServiceIdentity // identity; nil without an identity block
+	Upstreams []Upstream       // upstream blocks, sorted by Service
+}
+
+// Check is a service's health check: the service passes while it does.
+// Exactly one of TCP and HTTP is set.
+type Check struct {
+	TCP      string        // check.tcp: "host:port" that must accept a connection
+	HTTP     string        // check.http: http or https URL that must answer 2xx
+	Interval time.Duration // check.interval; default 10s, at least 100ms
+	Timeout  time.Duration // check.timeout; default 2s, less than Interval
+}
+
+// ServiceIdentity says which local process may fetch a service's SVID.
+type ServiceIdentity struct {
+	UID int // identity.uid: a local user id, 0..4294967294
+}
+
+// Upstream is a local listener that forwards to a mesh service over mutual TLS.
+type Upstream struct {
+	Service string // the block's label: the service it forwards to
+	Listen  string // listen: "host:port"
+}
+
+// DNS is the agent's DNS server for the mesh domain.
+type DNS struct {
+	Enabled bool             // dns.enabled; default true
+	Listen  []netip.AddrPort // dns.listen; default [127.0.0.1:8600]
+	Domain  string           // dns.domain; default: Runtime.Domain
+	// Upstreams answer the names outside Domain, in order; with none, such
+	// queries are REFUSED. dns.upstreams; the port defaults to 53.
+	Upstreams []netip.AddrPort
+	// AllowFrom are the networks that may query, besides loopback.
+	AllowFrom []netip.Prefix
+	TTL       time.Duration // dns.ttl of node and service records; default 5s, 0s..1h
+	Resolved  bool          // dns.resolved: register Domain with systemd-resolved
+}
+
+// Metrics is the metrics endpoint.
+type Metrics struct {
+	Listen string // metrics.listen, "host:port"; empty: no endpoint
+}
+
+// String formats c as %+v would; without it, fmt shows a *Check inside a
+// Runtime as an address.
+func (c Check) String() string {
+	type plain Check
+	return fmt.Sprintf("%+v", plain(c))
+}
+
+// String formats id as %+v would, for the same reason as Check.String.
+func (id ServiceIdentity) String() string {
+	type plain ServiceIdentity
+	return fmt.Sprintf("%+v", plain(id))
 }

@@ -90,7 +90,7 @@ func (r Runtime) check(src *sources) Diagnostics {
 	if c.want(keyTags) {
 		for _, t := range r.Tags {
 			if !tagRE.MatchString(t) {
-				c.add(c.tagKey(t), "Invalid tag", fmt.Sprintf(
+				c.add(c.elemKey(keyTags, t), "Invalid tag", fmt.Sprintf(
 					"%q must start with a-z or 0-9, and hold only a-z, 0-9, '_', '.' and '-', at most 63 in all", t))
 			}
 		}
@@ -102,6 +102,11 @@ func (r Runtime) check(src *sources) Diagnostics {
 	if c.want(keyLogFormat) && r.LogFormat != "text" && r.LogFormat != "json" {
 		c.add(keyLogFormat, "Invalid log_format", fmt.Sprintf("%q is not one of text, json", r.LogFormat))
 	}
+
+	c.services(r.Services)
+	c.dns(r.DNS, r.Domain)
+	c.metrics(r.Metrics)
+	c.listens(r)
 	return c.diags
 }
 
@@ -187,15 +192,16 @@ func (c *checker) join(j Join) {
 	}
 }
 
-// tagKey finds the key path of tag t in the list as written, so that a bad
-// tag is reported where it is, although Runtime holds the tags sorted.
-func (c *checker) tagKey(t string) string {
+// elemKey finds the key path of element v in the list key as written, so
+// that a bad element is reported where it is, although Runtime holds the
+// list sorted.
+func (c *checker) elemKey(key, v string) string {
 	if c.src != nil {
-		if i := slices.Index(c.src.tags, t); i >= 0 {
-			return keyTags + "[" + strconv.Itoa(i) + "]"
+		if i := slices.Index(c.src.lists[key], v); i >= 0 {
+			return elem(key, i)
 		}
 	}
-	return keyTags
+	return key
 }
 
 // dnsNameProblem says why s is not a DNS name of lower-case labels, or "".
