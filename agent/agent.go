@@ -54,6 +54,7 @@ type Agent struct {
 	dataplane    *dataplane // nil when the host cannot run one (dataplaneErr says why)
 	dataplaneErr string
 	checks       *checker
+	metrics      *metrics
 	resolved     dnsd.Resolved
 
 	dnsMu    sync.Mutex
@@ -77,6 +78,8 @@ func New(opts Options) (*Agent, error) {
 	level := new(slog.LevelVar)
 	level.Set(rt.LogLevel)
 	log := newLogger(opts.LogOutput, rt.LogFormat, level).With("node", rt.NodeName)
+	a := &Agent{log: log, level: level, rt: rt, left: make(chan struct{})}
+	a.metrics = newMetrics(a)
 	c, err := cluster.New(cluster.Options{
 		Name:            rt.NodeName,
 		Domain:          rt.Domain,
@@ -93,11 +96,12 @@ func New(opts Options) (*Agent, error) {
 		Logger:          log.With("subsystem", "cluster"),
 		RaftLogger:      raftLogger(log),
 		GossipLogOutput: newGossipLogWriter(log),
+		ObserveApply:    a.metrics.observeCommit,
 	})
 	if err != nil {
 		return nil, err
 	}
-	a := &Agent{log: log, level: level, cluster: c, rt: rt, left: make(chan struct{})}
+	a.cluster = c
 	a.checks = &checker{log: log.With("subsystem", "checks"), setFailing: c.SetFailing}
 	a.resolved = opts.Resolved
 	if a.resolved == nil {
@@ -167,6 +171,12 @@ func (a *Agent) Run(ctx context.Context) error {
 	go feed.run(bg)
 	a.checks.set(a.rt.Services)
 	defer a.checks.stop()
+	msrv, err := a.serveMetrics(a.rt.Metrics.Listen)
+	if err != nil {
+		a.cluster.Shutdown()
+		return fmt.Errorf("agent: metrics listen: %w", err)
+	}
+	defer stopServer(msrv)
 	if !a.cluster.Joined() && len(a.rt.Join.Addresses) > 0 {
 		go a.joinLoop(ctx)
 	}

@@ -6,6 +6,7 @@ import (
 	"encoding/base64"
 	"errors"
 	"fmt"
+	"io"
 	"net"
 	"net/http"
 	"net/netip"
@@ -239,6 +240,7 @@ func TestDevAgentPolicy(t *testing.T) {
 	rt.Ports = config.Ports{Gossip: p[0], RPC: p[1], Raft: p[2]}
 	rt.NodeName, rt.Tags = "dev", []string{"t"}
 	rt.DNS.Listen = []netip.AddrPort{netip.MustParseAddrPort("127.0.0.1:0")}
+	rt.Metrics.Listen = fmt.Sprintf("127.0.0.1:%d", freePorts(t, 1)[0])
 	svc, err := net.Listen("tcp", "127.0.0.1:0")
 	if err != nil {
 		t.Fatal(err)
@@ -314,6 +316,31 @@ func TestDevAgentPolicy(t *testing.T) {
 		got := answer("web.service.weft.internal", "A")
 		return strings.HasPrefix(got, "NOERROR") && !strings.Contains(got, "10.90.7.1"), got
 	})
+
+	// The metrics listener: Prometheus text with the cluster, the
+	// dataplane, DNS and certificate expiry; health and readiness too.
+	resp, err := http.Get("http://" + rt.Metrics.Listen + "/metrics")
+	if err != nil {
+		t.Fatal(err)
+	}
+	body, _ := io.ReadAll(resp.Body)
+	resp.Body.Close()
+	for _, want := range []string{
+		`weft_members{status="alive"} 1`,
+		`weft_raft_state{state="leader"} 1`,
+		`weft_policy_version_applied 1`,
+		`weft_dns_queries_total{rcode="NXDOMAIN",type="A"}`,
+		`weft_cert_expiry_seconds{cert="ca"}`,
+		`weft_raft_commit_duration_seconds_count`,
+		`weft_rule_packets_total`,
+	} {
+		if !strings.Contains(string(body), want) {
+			t.Errorf("/metrics lacks %q", want)
+		}
+	}
+	if resp, err := http.Get("http://" + rt.Metrics.Listen + "/v1/ready"); err != nil || resp.StatusCode != 200 {
+		t.Errorf("/v1/ready = %v, %v", resp, err)
+	}
 	stop()
 
 	// Restart: the fake WireGuard is new and empty; the persisted plan

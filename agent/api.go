@@ -7,6 +7,7 @@ import (
 	"fmt"
 	"io"
 	"net/http"
+	"net/http/pprof"
 	"time"
 
 	"github.com/weft-mesh/weft/client"
@@ -34,6 +35,12 @@ func (a *Agent) apiHandler() http.Handler {
 	mux.HandleFunc("GET /v1/policy/explain", a.handleExplain)
 	mux.HandleFunc("GET /v1/segments", a.handleSegments)
 	mux.HandleFunc("GET /v1/dns/query", a.handleDNSQuery)
+	// pprof only here, on the admin socket: never on a network listener.
+	mux.HandleFunc("GET /debug/pprof/", pprof.Index)
+	mux.HandleFunc("GET /debug/pprof/cmdline", pprof.Cmdline)
+	mux.HandleFunc("GET /debug/pprof/profile", pprof.Profile)
+	mux.HandleFunc("GET /debug/pprof/symbol", pprof.Symbol)
+	mux.HandleFunc("GET /debug/pprof/trace", pprof.Trace)
 	return mux
 }
 

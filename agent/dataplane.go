@@ -206,3 +206,17 @@ func (d *dataplane) cleanup() error {
 
 // status returns the host's segments as the overlay reports them.
 func (d *dataplane) status() ([]overlay.SegmentStatus, error) { return d.overlay.Status() }
+
+// ruleActions maps the counters of the applied plan's firewall rules to
+// their actions, for the flow metrics.
+func (d *dataplane) ruleActions() map[string]string {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	out := map[string]string{}
+	if d.plan != nil {
+		for _, r := range d.plan.Firewall {
+			out[r.Counter] = string(r.Action)
+		}
+	}
+	return out
+}

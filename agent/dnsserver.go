@@ -22,6 +22,7 @@ func (a *Agent) startDNS(cfg config.DNS) error {
 		AllowFrom: cfg.AllowFrom,
 		Upstreams: cfg.Upstreams,
 		Logger:    a.log.With("subsystem", "dns"),
+		Observe:   a.metrics.observeDNS,
 	})
 	if err != nil {
 		return fmt.Errorf("agent: dns: %w", err)

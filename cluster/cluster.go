@@ -53,6 +53,9 @@ type Options struct {
 	// CATTL is optional: the lifetime of the CA created at bootstrap
 	// (default DefaultCATTL).
 	CATTL time.Duration
+	// ObserveApply is optional: called with the time each Raft write took
+	// on this server, from proposal to applied (commit latency).
+	ObserveApply func(time.Duration)
 }
 
 // Defaults for Options.
@@ -89,6 +92,7 @@ type Cluster struct {
 	localChanged   chan struct{}
 	failing        atomic.Pointer[[]string] // services whose checks fail on this host
 	failingVersion atomic.Uint64
+	leaderChanges  atomic.Uint64
 }
 
 // New validates opts and loads any identity the data dir holds. It starts

@@ -91,9 +91,20 @@ func (c *Cluster) startRaft(li *localIdentity, bootstrap bool) error {
 		bolt.Close()
 		return fmt.Errorf("cluster: raft: %w", err)
 	}
+	obsCh := make(chan raft.Observation, 16)
+	obs := raft.NewObserver(obsCh, false, func(o *raft.Observation) bool {
+		_, ok := o.Data.(raft.LeaderObservation)
+		return ok
+	})
+	r.RegisterObserver(obs)
+	go func() {
+		for range obsCh {
+			c.leaderChanges.Add(1)
+		}
+	}()
 	c.mu.Lock()
 	c.raft = r
-	c.raftClose = []func() error{trans.Close, bolt.Close}
+	c.raftClose = []func() error{trans.Close, bolt.Close, func() error { r.DeregisterObserver(obs); close(obsCh); return nil }}
 	c.mu.Unlock()
 	return nil
 }
@@ -138,7 +149,11 @@ func (c *Cluster) applyLocal(cmd *Command) (uint64, error) {
 	if err != nil {
 		return 0, err
 	}
+	start := time.Now()
 	f := r.Apply(b, applyTimeout)
+	if obs := c.opts.ObserveApply; obs != nil {
+		defer func() { obs(time.Since(start)) }()
+	}
 	if err := f.Error(); err != nil {
 		if errors.Is(err, raft.ErrNotLeader) || errors.Is(err, raft.ErrLeadershipLost) {
 			return 0, ErrNotLeader

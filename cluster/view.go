@@ -4,8 +4,11 @@ import (
 	"maps"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/hashicorp/raft"
+
+	"github.com/weft-mesh/weft/identity"
 )
 
 // Member is one host as this agent sees it: its registry entry joined
@@ -183,4 +186,24 @@ func (c *Cluster) HealthVersion() uint64 {
 		v = g.version.Load()
 	}
 	return v + c.failingVersion.Load() // both only grow: so does the sum
+}
+
+// LeaderChanges counts the leader changes this server has observed.
+func (c *Cluster) LeaderChanges() uint64 { return c.leaderChanges.Load() }
+
+// Expiry returns when this host's node certificate and the CA expire
+// (zero times when unknown).
+func (c *Cluster) Expiry() (node, ca time.Time) {
+	c.mu.Lock()
+	li := c.ident
+	c.mu.Unlock()
+	if li != nil {
+		if cert, err := identity.ParseCertPEM(li.NodeCert); err == nil {
+			node = cert.NotAfter
+		}
+		if certs, err := identity.ParseBundle(li.CABundle); err == nil {
+			ca = certs[0].NotAfter
+		}
+	}
+	return node, ca
 }

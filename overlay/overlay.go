@@ -663,3 +663,7 @@ func prefixOfIPNet(n net.IPNet) (netip.Prefix, bool) {
 	}
 	return netip.PrefixFrom(a, ones), true
 }
+
+// Counters returns the firewall's packet and byte counters by policy
+// counter name (the flow metrics).
+func (o *Overlay) Counters() (map[string]Counter, error) { return o.fw.Counters() }
