@@ -79,12 +79,18 @@ var allowedModules = []string{
 	"github.com/fatih/color", // hclog
 	"github.com/mattn/",      // hclog
 	"golang.org/x/",
-	"github.com/google/go-cmp/",   // hcl/v2/gohcl imports hclwrite, which imports it
-	"golang.zx2c4.com/wireguard",  // embedded WireGuard and wgctrl (overlay)
-	"github.com/vishvananda/",     // netlink, netns (overlay links)
-	"github.com/google/nftables",  // the firewall (overlay)
-	"github.com/mdlayher/",        // netlink for nftables and wgctrl
-	"github.com/josharian/native", // mdlayher/netlink
+	"github.com/google/go-cmp/",    // hcl/v2/gohcl imports hclwrite, which imports it
+	"golang.zx2c4.com/wireguard",   // embedded WireGuard and wgctrl (overlay)
+	"github.com/vishvananda/",      // netlink, netns (overlay links)
+	"github.com/google/nftables",   // the firewall (overlay)
+	"github.com/mdlayher/",         // netlink for nftables and wgctrl
+	"github.com/josharian/native",  // mdlayher/netlink
+	"github.com/prometheus/",       // metrics (client_golang and its model)
+	"google.golang.org/protobuf",   // prometheus client_model
+	"github.com/beorn7/perks",      // prometheus summaries
+	"github.com/cespare/xxhash",    // prometheus
+	"github.com/munnerz/goautoneg", // prometheus/common (content negotiation)
+	"go.yaml.in/yaml",              // prometheus/common
 
 }
 
