@@ -6,7 +6,7 @@ LDFLAGS  := -X github.com/weft-mesh/weft/internal/version.Version=$(VERSION)
 E2E_TIMEOUT ?= 20m
 SHELL    := /bin/bash
 
-.PHONY: build test unit e2e bench demo fuzz lint clean
+.PHONY: build test unit e2e bench bench-deps demo fuzz package clean
 
 build:
 	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/weft
@@ -22,8 +22,18 @@ unit:
 e2e:
 	$(GO) test -count=1 -timeout $(E2E_TIMEOUT) -v ./e2e
 
-bench:
-	$(GO) test -run '^$$' -bench . -benchmem ./...
+# Figures, as root: the dataplane (iperf3 over the underlay, bare
+# wireguard-go, weft and Nebula), apply->enforced, the plan compiler, and
+# the DNS resolver against NSD; then the Go micro-benchmarks. Installs the
+# Debian tools it needs.
+bench: bench-deps
+	$(GO) run ./bench -out bench/last.txt
+	$(GO) run ./bench/dns -out bench/dns/last.txt
+	$(GO) test -run '^$$' -bench . -benchtime 2s ./policy ./dnsd
+
+bench-deps:
+	@command -v iperf3 >/dev/null && command -v nebula >/dev/null && command -v dnsperf >/dev/null && command -v nsd >/dev/null || \
+		(apt-get update -qq && DEBIAN_FRONTEND=noninteractive apt-get install -y -qq iperf3 nebula dnsperf nsd)
 
 fuzz:
 	$(GO) test -run '^$$' -fuzz FuzzParseID -fuzztime 30s ./identity

@@ -177,14 +177,22 @@ func (a *Agent) Run(ctx context.Context) error {
 		return fmt.Errorf("agent: metrics listen: %w", err)
 	}
 	defer stopServer(msrv)
+	// Ready for systemd: the dataplane is back from its persisted plan,
+	// the control plane is started, DNS and the API answer.
+	if err := sdNotify("READY=1\nSTATUS=running"); err != nil {
+		a.log.Warn("could not notify systemd", "err", err)
+	}
+	go a.watchdog(bg)
 	if !a.cluster.Joined() && len(a.rt.Join.Addresses) > 0 {
 		go a.joinLoop(ctx)
 	}
 	select {
 	case <-ctx.Done():
+		_ = sdNotify("STOPPING=1")
 		a.log.Info("stopping (not leaving the cluster)")
 		return a.cluster.Shutdown()
 	case <-a.left:
+		_ = sdNotify("STOPPING=1")
 		return nil
 	}
 }

@@ -356,3 +356,35 @@ func TestDevAgentPolicy(t *testing.T) {
 		t.Fatalf("after restore: %v", err)
 	}
 }
+
+// TestSDNotify: with $NOTIFY_SOCKET set, the agent tells systemd it is
+// ready once it runs, and that it stops.
+func TestSDNotify(t *testing.T) {
+	sock := filepath.Join(t.TempDir(), "notify.sock")
+	ln, err := net.ListenUnixgram("unixgram", &net.UnixAddr{Name: sock, Net: "unixgram"})
+	if err != nil {
+		t.Fatal(err)
+	}
+	defer ln.Close()
+	t.Setenv("NOTIFY_SOCKET", sock)
+	got := make(chan string, 8)
+	go func() {
+		buf := make([]byte, 256)
+		for {
+			n, err := ln.Read(buf)
+			if err != nil {
+				return
+			}
+			got <- string(buf[:n])
+		}
+	}()
+	startDev(t)
+	select {
+	case msg := <-got:
+		if !strings.HasPrefix(msg, "READY=1") {
+			t.Fatalf("first notification %q, want READY=1", msg)
+		}
+	case <-time.After(10 * time.Second):
+		t.Fatal("no READY=1 from the agent")
+	}
+}

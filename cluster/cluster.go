@@ -93,6 +93,7 @@ type Cluster struct {
 	failing        atomic.Pointer[[]string] // services whose checks fail on this host
 	failingVersion atomic.Uint64
 	leaderChanges  atomic.Uint64
+	metaKick       chan struct{}
 }
 
 // New validates opts and loads any identity the data dir holds. It starts
@@ -126,6 +127,7 @@ func New(opts Options) (*Cluster, error) {
 		fsm:          NewFSM(),
 		persistReq:   make(chan struct{}, 1),
 		localChanged: make(chan struct{}, 1),
+		metaKick:     make(chan struct{}, 1),
 	}
 	c.local.Store(&localDecl{Tags: slices.Clone(opts.Tags), Services: slices.Clone(opts.Services)})
 	c.fsm.onApply = func(*State) {
@@ -183,7 +185,10 @@ func (c *Cluster) WaitState(ctx context.Context, index uint64) *State { return c
 
 // SetPolicyApplied announces in gossip the policy version this host's
 // dataplane enforces.
-func (c *Cluster) SetPolicyApplied(version uint64) { c.policyApplied.Store(version) }
+func (c *Cluster) SetPolicyApplied(version uint64) {
+	c.policyApplied.Store(version)
+	c.kickMeta()
+}
 
 // Start brings the agent up: from its persisted identity if it has one,
 // by creating the cluster if it is the bootstrap server, or else it waits
@@ -509,17 +514,14 @@ func (c *Cluster) persistLoop(ctx context.Context) {
 	}
 }
 
-// metaLoop announces the applied state index (and, on servers, the
-// leader) in gossip whenever they change.
+// metaLoop announces the applied state index, the policy version the
+// dataplane enforces, failing checks and, on servers, the leader in gossip
+// whenever they change. It wakes on new state, on a kick (SetPolicyApplied,
+// SetFailing) and twice a second for the leader.
 func (c *Cluster) metaLoop(ctx context.Context) {
 	var last nodeMeta
 	for {
-		wait, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
-		st := c.fsm.Wait(wait, last.Index)
-		cancel()
-		if ctx.Err() != nil {
-			return
-		}
+		st := c.fsm.State()
 		m := nodeMeta{Role: c.role(), Index: st.Index, Policy: c.policyApplied.Load()}
 		if f := c.failing.Load(); f != nil {
 			m.Failing = strings.Join(*f, ",")
@@ -531,13 +533,32 @@ func (c *Cluster) metaLoop(ctx context.Context) {
 		if m != last {
 			last = m
 			c.gossip.setMeta(m)
-			if err := c.gossip.ml.UpdateNode(time.Second); err != nil {
-				c.log.Debug("gossip: could not announce meta", "index", m.Index, "err", err)
-			}
+			// The update is queued for gossip at once; waiting for it to be
+			// sent (up to a second with few peers) would only delay the
+			// next one. A timeout here means "not sent yet", not failed.
+			_ = c.gossip.ml.UpdateNode(50 * time.Millisecond)
 		}
-		if !sleepCtx(ctx, 100*time.Millisecond) {
+		wait, cancel := context.WithTimeout(ctx, 500*time.Millisecond)
+		go func() {
+			select {
+			case <-c.metaKick:
+				cancel()
+			case <-wait.Done():
+			}
+		}()
+		c.fsm.Wait(wait, last.Index)
+		cancel()
+		if !sleepCtx(ctx, 20*time.Millisecond) {
 			return
 		}
+	}
+}
+
+// kickMeta makes metaLoop announce now.
+func (c *Cluster) kickMeta() {
+	select {
+	case c.metaKick <- struct{}{}:
+	default:
 	}
 }
 

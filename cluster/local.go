@@ -93,6 +93,7 @@ func (c *Cluster) SetFailing(services []string) {
 	slices.Sort(f)
 	c.failing.Store(&f)
 	c.failingVersion.Add(1)
+	c.kickMeta()
 }
 
 // localLoop keeps this node's registry entry equal to what it declares:
