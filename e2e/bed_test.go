@@ -283,8 +283,15 @@ func (h *Host) WriteConfig(hcl string) {
 }
 
 // Start runs `weft agent -config-file <dir>/weft.hcl` in the host's
-// namespace, appending its stdout and stderr to agent.log. It does not wait
-// for the agent to be up; poll for that.
+// network namespace and in a mount namespace of its own, appending its
+// stdout and stderr to agent.log. It does not wait for the agent to be up;
+// poll for that.
+//
+// The mount namespace exists for embedded wireguard-go, which puts the UAPI
+// socket of each interface at /run/wireguard/<ifname>.sock: the agents of
+// one machine would otherwise collide on wf-<segment>. Each agent gets a
+// private tmpfs there; `wg show` of a host has to enter its mount namespace
+// (see Host.WG).
 func (h *Host) Start(t testing.TB) {
 	t.Helper()
 	bin := weftBinary(t)
@@ -298,10 +305,14 @@ func (h *Host) Start(t testing.TB) {
 		t.Fatalf("%s: %v", h.Name, err)
 	}
 	fmt.Fprintf(f, "=== e2e: starting agent %s at %s ===\n", h.Name, time.Now().Format(time.RFC3339Nano))
-	cmd := exec.Command("ip", "netns", "exec", h.NS, bin, "agent", "-config-file", h.ConfigPath)
+	script := "mkdir -p /run/wireguard && mount -t tmpfs tmpfs /run/wireguard && exec " +
+		shQuote(bin) + " agent -config-file " + shQuote(h.ConfigPath)
+	cmd := exec.Command("ip", "netns", "exec", h.NS,
+		"unshare", "--mount", "--propagation", "private", "sh", "-c", script)
 	cmd.Stdout, cmd.Stderr = f, f
-	// `ip netns exec` execs the agent in place, so this pid is the agent's
-	// and signals reach it directly. If the test process dies, so does it.
+	// `ip netns exec` and unshare (without --fork) exec in place, and the
+	// script ends in exec, so this pid ends up the agent's and signals reach
+	// it directly. If the test process dies, so does it.
 	cmd.SysProcAttr = &syscall.SysProcAttr{Pdeathsig: syscall.SIGKILL}
 	if err := cmd.Start(); err != nil {
 		f.Close()
@@ -317,6 +328,37 @@ func (h *Host) Start(t testing.TB) {
 		close(p.done)
 	}()
 	h.proc = p
+}
+
+// shQuote quotes s for sh -c.
+func shQuote(s string) string {
+	return "'" + strings.ReplaceAll(s, "'", `'\''`) + "'"
+}
+
+// Pid is the pid of the running agent, 0 when none runs.
+func (h *Host) Pid() int {
+	p := h.current()
+	if p == nil || p.exited() {
+		return 0
+	}
+	return p.cmd.Process.Pid
+}
+
+// WG runs `wg <args>` in the running agent's network and mount namespaces,
+// where its embedded devices' UAPI sockets are.
+func (h *Host) WG(args ...string) (string, error) {
+	pid := h.Pid()
+	if pid == 0 {
+		return "", fmt.Errorf("%s: wg: agent not running", h.Name)
+	}
+	ctx, cancel := context.WithTimeout(context.Background(), cliTimeout)
+	defer cancel()
+	argv := append([]string{"-t", strconv.Itoa(pid), "-m", "-n", "wg"}, args...)
+	out, err := exec.CommandContext(ctx, "nsenter", argv...).CombinedOutput()
+	if err != nil {
+		err = fmt.Errorf("%s: wg %s: %w: %s", h.Name, strings.Join(args, " "), err, bytes.TrimSpace(out))
+	}
+	return string(out), err
 }
 
 func (h *Host) current() *agentProc {

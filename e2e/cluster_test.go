@@ -45,19 +45,26 @@ type formation struct {
 // It returns once every agent agrees (see agreement).
 func formCluster(t *testing.T, servers, clients []*Host) formation {
 	t.Helper()
+	return formTaggedCluster(t, servers, clients, nil)
+}
+
+// formTaggedCluster is formCluster with tags (the policy's selectors) in
+// the config of the hosts named in tags.
+func formTaggedCluster(t *testing.T, servers, clients []*Host, tags map[string][]string) formation {
+	t.Helper()
 	f := formation{tokens: map[string]string{}}
 	start := time.Now()
 	s1 := servers[0]
-	bootstrap(t, s1)
+	bootstrap(t, s1, tags[s1.Name]...)
 	for _, s := range servers[1:] {
 		tok := createToken(t, s1, "-server")
 		f.tokens[s.Name] = tok.Token
-		s.WriteConfig(s.ConfigHCL(AgentConfig{Server: true, Token: tok.Token, JoinVia: servers}))
+		s.WriteConfig(s.ConfigHCL(AgentConfig{Server: true, Tags: tags[s.Name], Token: tok.Token, JoinVia: servers}))
 	}
 	for _, c := range clients {
 		tok := createToken(t, s1)
 		f.tokens[c.Name] = tok.Token
-		c.WriteConfig(c.ConfigHCL(AgentConfig{Token: tok.Token, JoinVia: servers}))
+		c.WriteConfig(c.ConfigHCL(AgentConfig{Tags: tags[c.Name], Token: tok.Token, JoinVia: servers}))
 	}
 	for _, h := range slices.Concat(servers[1:], clients) {
 		h.Start(t)
@@ -69,9 +76,9 @@ func formCluster(t *testing.T, servers, clients []*Host) formation {
 }
 
 // bootstrap starts s as the bootstrap server and waits until it leads.
-func bootstrap(t *testing.T, s *Host) {
+func bootstrap(t *testing.T, s *Host, tags ...string) {
 	t.Helper()
-	s.WriteConfig(s.ConfigHCL(AgentConfig{Server: true, Bootstrap: true}))
+	s.WriteConfig(s.ConfigHCL(AgentConfig{Server: true, Bootstrap: true, Tags: tags}))
 	s.Start(t)
 	Eventually(t, upTimeout, func() (bool, string) {
 		st, err := s.Status()

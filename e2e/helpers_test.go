@@ -89,14 +89,16 @@ func Figure(t testing.TB, name string, value float64, unit string) {
 // ---- JSON shapes of the CLI (docs/cli.md) ----
 
 type Member struct {
-	Name       string   `json:"name"`
-	Addr       string   `json:"addr"`
-	GossipPort int      `json:"gossip_port"`
-	RPCPort    int      `json:"rpc_port"`
-	Role       string   `json:"role"`
-	Status     string   `json:"status"`
-	StateIndex uint64   `json:"state_index"`
-	Tags       []string `json:"tags"`
+	Name       string `json:"name"`
+	Addr       string `json:"addr"`
+	GossipPort int    `json:"gossip_port"`
+	RPCPort    int    `json:"rpc_port"`
+	Role       string `json:"role"`
+	Status     string `json:"status"`
+	StateIndex uint64 `json:"state_index"`
+	// PolicyVersion is the policy version the host's dataplane enforces.
+	PolicyVersion uint64   `json:"policy_version"`
+	Tags          []string `json:"tags"`
 }
 
 type RaftPeer struct {
@@ -139,6 +141,50 @@ type Token struct {
 	Expires time.Time `json:"expires"`
 	Uses    int       `json:"uses"`
 	Server  bool      `json:"server"`
+}
+
+// Segment is one of a host's WireGuard interfaces, from `weft segments`.
+type Segment struct {
+	Name       string        `json:"name"`
+	Interface  string        `json:"interface"`
+	Role       string        `json:"role"`
+	Address    string        `json:"address"`
+	ListenPort int           `json:"listen_port"`
+	PublicKey  string        `json:"public_key"`
+	Peers      []SegmentPeer `json:"peers"`
+}
+
+type SegmentPeer struct {
+	Name          string    `json:"name"`
+	PublicKey     string    `json:"public_key"`
+	Endpoint      string    `json:"endpoint"`
+	AllowedIPs    []string  `json:"allowed_ips"`
+	LastHandshake time.Time `json:"last_handshake"`
+	RxBytes       int64     `json:"rx_bytes"`
+	TxBytes       int64     `json:"tx_bytes"`
+}
+
+type Explanation struct {
+	From    string `json:"from"`
+	To      string `json:"to"`
+	Port    string `json:"port"`
+	Allowed bool   `json:"allowed"`
+	Segment string `json:"segment"`
+	Rule    string `json:"rule"`
+	Reason  string `json:"reason"`
+}
+
+type PolicyInfo struct {
+	Version   uint64    `json:"version"`
+	Filename  string    `json:"filename"`
+	Source    string    `json:"source"`
+	AppliedAt time.Time `json:"applied_at"`
+	AppliedBy string    `json:"applied_by"`
+}
+
+func (h *Host) Segments() ([]Segment, error) {
+	var s []Segment
+	return s, h.TryJSON(&s, "segments")
 }
 
 func (h *Host) Status() (Status, error) {
@@ -320,6 +366,12 @@ func runHelper(name string) int {
 	switch name {
 	case "tlsdial":
 		return helperTLSDial()
+	case "listen":
+		return helperListen()
+	case "connect":
+		return helperConnect()
+	case "impostor":
+		return helperImpostor()
 	default:
 		fmt.Fprintf(os.Stderr, "unknown helper %q\n", name)
 		return 2

@@ -436,6 +436,14 @@ func diffPeers(have, want map[wgtypes.Key]peerState, order []policy.Peer) []wgty
 			continue
 		}
 		pc := wgtypes.PeerConfig{PublicKey: k, UpdateOnly: had}
+		if !had {
+			// A keepalive interval makes WireGuard handshake at once
+			// instead of on the first packet: a restarted agent's peers
+			// notice the new session now, not after their 15 s retry, and
+			// NATs along the path stay open.
+			ka := PersistentKeepalive
+			pc.PersistentKeepaliveInterval = &ka
+		}
 		if !had || h.endpoint != w.endpoint {
 			pc.Endpoint = udpAddr(w.endpoint)
 		}
@@ -663,6 +671,9 @@ func prefixOfIPNet(n net.IPNet) (netip.Prefix, bool) {
 	}
 	return netip.PrefixFrom(a, ones), true
 }
+
+// PersistentKeepalive is the keepalive interval of every peer.
+const PersistentKeepalive = 25 * time.Second
 
 // Counters returns the firewall's packet and byte counters by policy
 // counter name (the flow metrics).
