@@ -8,8 +8,13 @@ SHELL    := /bin/bash
 
 .PHONY: build test unit e2e bench bench-deps demo fuzz package clean
 
+# A static binary: it runs on any Linux the packages target.
 build:
-	$(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/weft
+	CGO_ENABLED=0 $(GO) build -trimpath -ldflags '$(LDFLAGS)' -o $(BIN) ./cmd/weft
+
+# .deb and .rpm in dist/ (nfpm, pinned in packaging/build.sh).
+package: build
+	VERSION=$(VERSION) WEFT_BIN=$(BIN) packaging/build.sh
 
 # Unit tests, then (as root) the namespace tests. WEFT_E2E_REQUIRED=1 makes
 # a skipped namespace test a failure, so CI cannot pass without them.
