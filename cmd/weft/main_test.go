@@ -68,3 +68,26 @@ func TestCompletionScripts(t *testing.T) {
 		t.Errorf("completion fish exited %d, want 1", code)
 	}
 }
+
+// TestFlagsAnywhere: flags after positional arguments are flags.
+func TestFlagsAnywhere(t *testing.T) {
+	for _, tc := range []struct {
+		args []string
+		json bool
+		pos  []string
+	}{
+		{[]string{"name", "-json"}, true, []string{"name"}},
+		{[]string{"-json", "name", "A"}, true, []string{"name", "A"}},
+		{[]string{"name", "A"}, false, []string{"name", "A"}},
+		{[]string{"name", "--", "-json"}, false, []string{"name", "-json"}},
+	} {
+		fs := newFlags("t", &bytes.Buffer{})
+		j := fs.Bool("json", false, "")
+		if err := parse(fs, tc.args); err != nil {
+			t.Fatalf("%v: %v", tc.args, err)
+		}
+		if *j != tc.json || strings.Join(fs.Args(), " ") != strings.Join(tc.pos, " ") {
+			t.Errorf("%v: json=%v args=%v; want %v %v", tc.args, *j, fs.Args(), tc.json, tc.pos)
+		}
+	}
+}
