@@ -160,8 +160,8 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	}
 }
 
-// serveMetrics listens on metrics { listen } (when set) with /metrics,
-// /v1/health and /v1/ready.
+// serveMetrics listens on metrics { listen } (when set): /metrics,
+// /v1/health, /v1/ready and the read-only status page (/, /ui/, /v1/mesh).
 func (a *Agent) serveMetrics(addr string) (*http.Server, error) {
 	if addr == "" {
 		return nil, nil
@@ -174,6 +174,7 @@ func (a *Agent) serveMetrics(addr string) (*http.Server, error) {
 	mux.Handle("GET /metrics", promhttp.HandlerFor(a.metrics.reg, promhttp.HandlerOpts{}))
 	mux.HandleFunc("GET /v1/health", a.handleHealth)
 	mux.HandleFunc("GET /v1/ready", a.handleReady)
+	a.registerStatusPage(mux) // the status page: /, /ui/ and /v1/mesh
 	srv := &http.Server{Handler: mux, ReadHeaderTimeout: 10 * time.Second}
 	go func() {
 		if err := srv.Serve(ln); err != nil && !errors.Is(err, http.ErrServerClosed) {

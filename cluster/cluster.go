@@ -213,9 +213,6 @@ func (c *Cluster) resume(ctx context.Context, li *localIdentity) error {
 	if err != nil {
 		c.log.Warn("ignoring persisted state", "err", err)
 	}
-	if st != nil && !c.opts.Server {
-		c.fsm.publish(st)
-	}
 	c.log.Info("resuming with persisted identity", "role", li.Info.Role, "serial", li.nodeSerial())
 	return c.startJoined(ctx, li, st, nil)
 }
@@ -327,6 +324,12 @@ func (c *Cluster) startJoined(ctx context.Context, li *localIdentity, prev *Stat
 		return err
 	}
 	c.rpc = newRPCClient(clientTLS)
+	// A client's state comes from the servers; until the first sync it is
+	// the one it persisted or got at join. Published only now, with the
+	// RPC client in place, because its watchers may call servers at once.
+	if !c.opts.Server && prev != nil && c.fsm.State().Index < prev.Index {
+		c.fsm.publish(prev)
+	}
 	if c.opts.Server {
 		if c.raft == nil {
 			if err := c.startRaft(li, false); err != nil {

@@ -92,9 +92,6 @@ func (c *Cluster) Join(ctx context.Context, token string, addrs []string) error 
 	}
 	if resp.State != nil {
 		resp.State.normalize()
-		if !c.opts.Server {
-			c.fsm.publish(resp.State)
-		}
 		if err := c.store.saveState(resp.State); err != nil {
 			c.log.Warn("could not persist state", "err", err)
 		}
