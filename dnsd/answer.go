@@ -2,7 +2,6 @@ package dnsd
 
 import (
 	"net/netip"
-	"slices"
 	"strings"
 
 	"github.com/miekg/dns"
@@ -101,32 +100,35 @@ func (ix *index) lookup(rel []string, owner string, qtype uint16) result {
 			if !ok {
 				return result{}
 			}
-			return result{exists: true, answer: ix.addrRRs(nil, owner, qtype, addrs)}
+			return result{exists: true, answer: ix.addrRRs(owner, qtype, addrs)}
 		}
 	case "service":
 		switch n {
 		case 1:
 			return result{exists: true}
 		case 2:
-			insts, ok := ix.services[rel[0]]
+			svc, ok := ix.services[rel[0]]
 			if !ok {
 				// _tcp.service.<domain> holds the SRV names.
 				return result{exists: isProto(rel[0]) && len(ix.services) > 0}
 			}
-			return result{exists: true, answer: ix.addrRRs(nil, owner, qtype, instanceAddrs(insts, ""))}
+			return result{exists: true, answer: ix.addrRRs(owner, qtype, svc.addrs)}
 		case 3:
 			if isProto(rel[1]) && strings.HasPrefix(rel[0], "_") {
-				insts, ok := ix.services[rel[0][1:]]
+				svc, ok := ix.services[rel[0][1:]]
 				if !ok {
 					return result{}
 				}
-				return ix.srv(owner, qtype, insts)
+				return ix.srv(owner, qtype, svc)
 			}
-			addrs := instanceAddrs(ix.services[rel[1]], rel[0])
+			var addrs []netip.Addr
+			if svc, ok := ix.services[rel[1]]; ok {
+				addrs = svc.tagged[rel[0]]
+			}
 			if len(addrs) == 0 {
 				return result{}
 			}
-			return result{exists: true, answer: ix.addrRRs(nil, owner, qtype, addrs)}
+			return result{exists: true, answer: ix.addrRRs(owner, qtype, addrs)}
 		}
 	}
 	return result{}
@@ -136,68 +138,122 @@ func isProto(label string) bool { return label == "_tcp" || label == "_udp" }
 
 // srv answers an RFC 2782 name. ANY gets what every other ANY gets (A and
 // AAAA only), which an SRV name does not have.
-func (ix *index) srv(owner string, qtype uint16, insts []Instance) result {
+func (ix *index) srv(owner string, qtype uint16, svc *service) result {
 	res := result{exists: true}
-	if qtype != dns.TypeSRV {
+	if qtype != dns.TypeSRV || len(svc.srv) == 0 {
 		return res
 	}
-	type key struct {
-		node string
-		port int
+	// One allocation for all the records, not one each.
+	recs := make([]dns.SRV, len(svc.srv))
+	res.answer = make([]dns.RR, len(svc.srv))
+	for i, r := range svc.srv {
+		recs[i] = dns.SRV{Hdr: ix.hdr(owner, dns.TypeSRV, ix.ttl), Priority: 1, Weight: 1, Port: r.port, Target: r.target}
+		res.answer[i] = &recs[i]
 	}
-	seen := make(map[key]bool, len(insts))
-	targets := make(map[string][]netip.Addr)
-	var order []string
-	for _, in := range insts { // sorted by node, port, addr
-		if _, ok := targets[in.Node]; !ok {
-			order = append(order, in.Node)
-		}
-		targets[in.Node] = append(targets[in.Node], in.Addr)
-		// Two instances on one node and port differ only by address, which
-		// the SRV record does not carry: one record, both addresses below.
-		if seen[key{in.Node, in.Port}] {
-			continue
-		}
-		seen[key{in.Node, in.Port}] = true
-		res.answer = append(res.answer, &dns.SRV{
-			Hdr:      ix.hdr(owner, dns.TypeSRV, ix.ttl),
-			Priority: 1,
-			Weight:   1,
-			Port:     uint16(in.Port),
-			Target:   ix.nodeFQDN(in.Node),
-		})
-	}
-	// The additional records carry the instances' addresses, which are how
-	// this host reaches the service, not necessarily the node's own.
-	for _, node := range order {
-		res.extra = ix.addrRRs(res.extra, ix.nodeFQDN(node), dns.TypeANY, sortedAddrs(targets[node]))
+	var slab addrSlab
+	slab.count(svc.extra, dns.TypeANY)
+	res.extra = make([]dns.RR, 0, len(svc.extra))
+	for _, na := range svc.extra {
+		res.extra = append(res.extra, slab.rr(ix, na.name, na.addr))
 	}
 	return res
 }
 
-// addrRRs appends the A and AAAA records of addrs that qtype asks for.
-func (ix *index) addrRRs(rrs []dns.RR, owner string, qtype uint16, addrs []netip.Addr) []dns.RR {
+// addrRRs returns the A and AAAA records of addrs that qtype asks for.
+func (ix *index) addrRRs(owner string, qtype uint16, addrs []netip.Addr) []dns.RR {
+	var slab addrSlab
+	slab.countAddrs(addrs, qtype)
+	if slab.n == 0 {
+		return nil
+	}
+	rrs := make([]dns.RR, 0, slab.n)
 	for _, a := range addrs {
-		switch {
-		case a.Is4() && (qtype == dns.TypeA || qtype == dns.TypeANY):
-			rrs = append(rrs, &dns.A{Hdr: ix.hdr(owner, dns.TypeA, ix.ttl), A: a.AsSlice()})
-		case a.Is6() && (qtype == dns.TypeAAAA || qtype == dns.TypeANY):
-			rrs = append(rrs, &dns.AAAA{Hdr: ix.hdr(owner, dns.TypeAAAA, ix.ttl), AAAA: a.AsSlice()})
+		if wants(qtype, a) {
+			rrs = append(rrs, slab.rr(ix, owner, a))
 		}
 	}
 	return rrs
 }
 
-// instanceAddrs returns the unique addresses of insts, only of those tagged
-// tag unless tag is "".
-func instanceAddrs(insts []Instance, tag string) []netip.Addr {
-	addrs := make([]netip.Addr, 0, len(insts))
-	for _, in := range insts {
-		if tag == "" || slices.Contains(in.Tags, tag) {
-			addrs = append(addrs, in.Addr)
+// wants reports whether a query of qtype gets the record of a.
+func wants(qtype uint16, a netip.Addr) bool {
+	if a.Is4() {
+		return qtype == dns.TypeA || qtype == dns.TypeANY
+	}
+	return qtype == dns.TypeAAAA || qtype == dns.TypeANY
+}
+
+// addrSlab hands out the A and AAAA records of one answer from one
+// allocation per type, each with its address beside it, instead of two
+// allocations per record.
+type addrSlab struct {
+	n    int
+	a    []aRecord
+	aaaa []aaaaRecord
+}
+
+type aRecord struct {
+	rr dns.A
+	ip [4]byte
+}
+
+type aaaaRecord struct {
+	rr dns.AAAA
+	ip [16]byte
+}
+
+func (s *addrSlab) countAddrs(addrs []netip.Addr, qtype uint16) {
+	var n4, n6 int
+	for _, a := range addrs {
+		if wants(qtype, a) {
+			if a.Is4() {
+				n4++
+			} else {
+				n6++
+			}
 		}
 	}
-	return sortedAddrs(addrs)
+	s.alloc(n4, n6)
+}
+
+func (s *addrSlab) count(list []namedAddr, qtype uint16) {
+	var n4, n6 int
+	for _, na := range list {
+		if wants(qtype, na.addr) {
+			if na.addr.Is4() {
+				n4++
+			} else {
+				n6++
+			}
+		}
+	}
+	s.alloc(n4, n6)
+}
+
+func (s *addrSlab) alloc(n4, n6 int) {
+	s.n = n4 + n6
+	if n4 > 0 {
+		s.a = make([]aRecord, n4)
+	}
+	if n6 > 0 {
+		s.aaaa = make([]aaaaRecord, n6)
+	}
+}
+
+// rr returns the record of a, which the counts included.
+func (s *addrSlab) rr(ix *index, owner string, a netip.Addr) dns.RR {
+	if a.Is4() {
+		r := &s.a[0]
+		s.a = s.a[1:]
+		r.ip = a.As4()
+		r.rr = dns.A{Hdr: ix.hdr(owner, dns.TypeA, ix.ttl), A: r.ip[:]}
+		return &r.rr
+	}
+	r := &s.aaaa[0]
+	s.aaaa = s.aaaa[1:]
+	r.ip = a.As16()
+	r.rr = dns.AAAA{Hdr: ix.hdr(owner, dns.TypeAAAA, ix.ttl), AAAA: r.ip[:]}
+	return &r.rr
 }
 
 func (ix *index) hdr(owner string, rrtype uint16, ttl uint32) dns.RR_Header {

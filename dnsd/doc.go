@@ -23,4 +23,10 @@
 //   - Responses received on the wire (QR set) are dropped before the handler,
 //     so that two servers can never answer each other's errors in a loop;
 //     [Server.ServeDNS] itself answers them FORMERR.
+//   - UDP on a specific listen address is served by dnsd's own readers, a
+//     few goroutines per socket with buffers of their own, since replies
+//     leave from the bound address anyway. On 0.0.0.0 or :: a reply must
+//     leave from the address the query came to, which takes IP_PKTINFO on
+//     every packet: there, and for TCP everywhere, miekg/dns's server
+//     serves and calls [Server.ServeDNS]. Both share one core.
 package dnsd

@@ -118,7 +118,12 @@ func newServer(t testing.TB, o Options) *Server {
 // test ends.
 func startServer(t testing.TB, o Options, tbl *Table) (*Server, string) {
 	t.Helper()
-	s := newServer(t, o)
+	return serve(t, newServer(t, o), tbl)
+}
+
+// serve starts s with tbl and stops it when the test ends.
+func serve(t testing.TB, s *Server, tbl *Table) (*Server, string) {
+	t.Helper()
 	s.SetTable(tbl)
 	if err := s.Start(); err != nil {
 		t.Fatal(err)
@@ -131,4 +136,17 @@ func startServer(t testing.TB, o Options, tbl *Table) (*Server, string) {
 		}
 	})
 	return s, s.Addrs()[0].String()
+}
+
+// eventually polls cond until it holds or timeout passes, and then fails
+// with what last says.
+func eventually(t testing.TB, timeout time.Duration, cond func() bool, last func() string) {
+	t.Helper()
+	deadline := time.Now().Add(timeout)
+	for !cond() {
+		if time.Now().After(deadline) {
+			t.Fatalf("not within %v: %s", timeout, last())
+		}
+		time.Sleep(10 * time.Millisecond)
+	}
 }

@@ -8,6 +8,7 @@ import (
 	"math/rand/v2"
 	"net"
 	"net/netip"
+	"runtime"
 	"runtime/debug"
 	"slices"
 	"sync"
@@ -65,12 +66,17 @@ type Server struct {
 	panics  atomic.Uint64
 	fwdCtx  context.Context
 	fwdStop context.CancelFunc
+	// loopback is whether loopback clients are allowed without AllowFrom:
+	// always, but in the test that needs a loopback client (127.0.0.3)
+	// that is not.
+	loopback bool
 
 	mu      sync.Mutex
 	started bool
-	servers []*dns.Server
+	servers []*dns.Server  // TCP, and UDP on unspecified addresses
+	conns   []*net.UDPConn // UDP that serveUDP serves
 	addrs   []netip.AddrPort
-	done    sync.WaitGroup
+	done    sync.WaitGroup // the servers, serveUDP's readers and forwards they started
 }
 
 // New checks o and returns a server that is not listening yet.
@@ -84,7 +90,7 @@ func New(o Options) (*Server, error) {
 	if o.ForwardTimeout <= 0 {
 		o.ForwardTimeout = DefaultForwardTimeout
 	}
-	s := &Server{opts: o, log: o.Logger}
+	s := &Server{opts: o, log: o.Logger, loopback: true}
 	for _, l := range o.Listen {
 		if !l.IsValid() {
 			return nil, fmt.Errorf("dnsd: listen address %v is not valid", l)
@@ -170,9 +176,21 @@ func (s *Server) Start() error {
 		addrs = append(addrs, pc.LocalAddr().(*net.UDPAddr).AddrPort())
 	}
 
-	servers := make([]*dns.Server, 0, 2*len(pcs))
-	for i := range pcs {
-		servers = append(servers, s.dnsServer(pcs[i], nil), s.dnsServer(nil, lns[i]))
+	// UDP on a specific address is served by weft's own readers (serveUDP);
+	// on an unspecified one (0.0.0.0, ::) a reply must leave from the
+	// address the query came to, which takes IP_PKTINFO: miekg/dns's
+	// server does that. TCP is always miekg/dns's.
+	var (
+		servers []*dns.Server
+		conns   []*net.UDPConn
+	)
+	for i, pc := range pcs {
+		if conn, ok := pc.(*net.UDPConn); ok && !addrs[i].Addr().IsUnspecified() {
+			conns = append(conns, conn)
+		} else {
+			servers = append(servers, s.dnsServer(pc, nil))
+		}
+		servers = append(servers, s.dnsServer(nil, lns[i]))
 	}
 	// Wait until each serves: a Shutdown that came earlier would find it
 	// not started and leave it running.
@@ -203,12 +221,24 @@ func (s *Server) Start() error {
 			return fmt.Errorf("dnsd: serve %s: %w", srv.Addr, err)
 		}
 	}
-	s.started, s.servers, s.addrs = true, servers, addrs
+	// Readers cannot fail to start: the sockets are bound already.
+	for _, conn := range conns {
+		for range udpReaders() {
+			s.done.Add(1)
+			go s.serveUDP(conn)
+		}
+	}
+	s.started, s.servers, s.conns, s.addrs = true, servers, conns, addrs
 	for _, a := range addrs {
 		s.log.Debug("dnsd: serving", "addr", a.String())
 	}
 	return nil
 }
+
+// udpReaders is how many goroutines read each UDP socket. Each answers what
+// it read before it reads again, so one would leave the socket unread while
+// it answers; more than the CPUs would only queue on the socket.
+func udpReaders() int { return max(runtime.GOMAXPROCS(0), 2) }
 
 // listenBoth binds UDP and TCP on the same address and port. For port 0 it
 // takes the port UDP got for TCP too, and tries again with a new one if that
@@ -267,12 +297,19 @@ func (s *Server) dnsServer(pc net.PacketConn, ln net.Listener) *dns.Server {
 // flight. Forwarded queries still waiting for an upstream are cancelled.
 func (s *Server) Shutdown(ctx context.Context) error {
 	s.mu.Lock()
-	servers := s.servers
-	s.servers, s.started = nil, false
+	servers, conns := s.servers, s.conns
+	s.servers, s.conns, s.started = nil, nil, false
 	s.mu.Unlock()
 
 	s.fwdStop()
 	var errs []error
+	// Closing a socket ends its readers' ReadFrom; a reader that was
+	// answering finds its write failing and stops at its next read.
+	for _, conn := range conns {
+		if err := conn.Close(); err != nil {
+			errs = append(errs, fmt.Errorf("dnsd: shutdown udp %s: %w", conn.LocalAddr(), err))
+		}
+	}
 	for _, srv := range servers {
 		if err := srv.ShutdownContext(ctx); err != nil {
 			errs = append(errs, fmt.Errorf("dnsd: shutdown %s %s: %w", srv.Net, srv.Addr, err))
@@ -289,36 +326,172 @@ func (s *Server) Shutdown(ctx context.Context) error {
 }
 
 // ServeDNS answers one query; it never panics. See the package doc for what
-// it answers and how.
+// it answers and how. It serves TCP, and UDP on unspecified addresses; the
+// UDP readers (serveUDP) share everything but the socket with it.
 func (s *Server) ServeDNS(w dns.ResponseWriter, req *dns.Msg) {
 	if req == nil {
 		return
 	}
-	start := time.Now()
-	var qtype uint16
-	if len(req.Question) > 0 {
-		qtype = req.Question[0].Qtype
-	}
-	written := false
-	defer func() {
-		if p := recover(); p != nil {
-			s.panics.Add(1)
-			s.log.Error("dnsd: recovered from a panic in the handler", "err", fmt.Errorf("%v", p), "stack", string(debug.Stack()))
-			if !written {
-				m := new(dns.Msg)
-				m.Id, m.Response, m.Rcode = req.Id, true, dns.RcodeServerFailure
-				w.WriteMsg(m)
-				s.observe(qtype, dns.RcodeServerFailure, time.Since(start))
-			}
-		}
-	}()
+	x := newPending(req)
+	defer s.recoverPanic(&x, w.Write)
 
-	m := s.respond(w, req)
-	written = true
-	if err := w.WriteMsg(m); err != nil {
-		s.log.Debug("dnsd: write reply", "remote", addrString(w.RemoteAddr()), "err", err)
+	tcp := isTCP(w)
+	m, size := s.handle(req, remoteAddr(w.RemoteAddr()), tcp)
+	if m == nil {
+		m, size = s.forwarded(req, tcp)
 	}
-	s.observe(qtype, m.Rcode, time.Since(start))
+	bp := packBufs.Get().(*[]byte)
+	defer packBufs.Put(bp)
+	s.send(&x, m, size, *bp, w.Write)
+}
+
+// serveUDP reads queries from conn and answers each, until conn is closed.
+// It does what dns.Server does for ServeDNS, less what a socket bound to
+// one address does not need: no IP_PKTINFO to parse on every read and to
+// send with every reply (the reply leaves from the bound address, which is
+// the one the query came to), and no goroutine per query. Buffers are the
+// reader's own, reused for every query.
+func (s *Server) serveUDP(conn *net.UDPConn) {
+	defer s.done.Done()
+	in := make([]byte, maxUDPSize) // as dns.Server reads: a longer query arrives cut and gets FORMERR
+	out := make([]byte, packBufSize)
+	var backoff time.Duration
+	for {
+		n, src, err := conn.ReadFromUDPAddrPort(in)
+		if err != nil {
+			if errors.Is(err, net.ErrClosed) {
+				return
+			}
+			// Not seen on Linux for UDP, but if one repeats, do not spin on it.
+			backoff = min(max(2*backoff, time.Millisecond), 100*time.Millisecond)
+			s.log.Error("dnsd: read", "addr", conn.LocalAddr().String(), "err", err, "retry_in", backoff)
+			time.Sleep(backoff)
+			continue
+		}
+		backoff = 0
+		s.servePacket(conn, in[:n], src, out)
+	}
+}
+
+// servePacket answers one datagram. The query is unpacked here, not by
+// dns.Server, so what its MsgAcceptFunc and MsgInvalidFunc do is done here
+// too: responses are dropped, so that two servers never bounce errors at
+// each other; what does not unpack gets FORMERR, but not a header too
+// short to answer.
+func (s *Server) servePacket(conn *net.UDPConn, pkt []byte, src netip.AddrPort, out []byte) {
+	send := func(b []byte) (int, error) { return conn.WriteToUDPAddrPort(b, src) }
+	x := pending{start: time.Now()}
+	defer s.recoverPanic(&x, send) // from miekg/dns's Unpack too: a reader is not to die
+	if len(pkt) < 12 {
+		s.observe(0, dns.RcodeFormatError, 0)
+		return
+	}
+	if pkt[2]&0x80 != 0 { // QR
+		return
+	}
+	req := new(dns.Msg)
+	if err := req.Unpack(pkt); err != nil {
+		s.observe(0, dns.RcodeFormatError, 0)
+		m := &dns.Msg{MsgHdr: dns.MsgHdr{
+			Id:       uint16(pkt[0])<<8 | uint16(pkt[1]),
+			Response: true,
+			Opcode:   int(pkt[2]>>3) & 0xf,
+			Rcode:    dns.RcodeFormatError,
+		}}
+		if b, err := m.PackBuffer(out); err == nil {
+			send(b)
+		}
+		return
+	}
+
+	x.query(req)
+	m, size := s.handle(req, src.Addr(), false)
+	if m == nil {
+		// Upstreams take milliseconds to seconds: not on a reader, which
+		// would leave the mesh's own names unanswered meanwhile.
+		s.done.Add(1) // this reader is counted, so Shutdown's Wait has not returned
+		go s.forwardUDP(conn, x, src)
+		return
+	}
+	s.send(&x, m, size, out, send)
+}
+
+// forwardUDP answers a query that serveUDP read from src and that goes to
+// the upstreams.
+func (s *Server) forwardUDP(conn *net.UDPConn, x pending, src netip.AddrPort) {
+	defer s.done.Done()
+	send := func(b []byte) (int, error) { return conn.WriteToUDPAddrPort(b, src) }
+	defer s.recoverPanic(&x, send)
+	m, size := s.forwarded(x.req, false)
+	s.send(&x, m, size, nil, send)
+}
+
+// pending is one query being answered.
+type pending struct {
+	req   *dns.Msg // nil until unpacked
+	qtype uint16
+	start time.Time
+	sent  bool // a reply went out (or failed to): none is due after a panic
+}
+
+func newPending(req *dns.Msg) pending {
+	x := pending{start: time.Now()}
+	x.query(req)
+	return x
+}
+
+func (x *pending) query(req *dns.Msg) {
+	x.req = req
+	if len(req.Question) > 0 {
+		x.qtype = req.Question[0].Qtype
+	}
+}
+
+// recoverPanic, deferred, answers SERVFAIL when the handler panicked before
+// it sent a reply, and counts the panic.
+func (s *Server) recoverPanic(x *pending, send func([]byte) (int, error)) {
+	p := recover()
+	if p == nil {
+		return
+	}
+	s.panics.Add(1)
+	s.log.Error("dnsd: recovered from a panic in the handler", "err", fmt.Errorf("%v", p), "stack", string(debug.Stack()))
+	if x.sent || x.req == nil {
+		return
+	}
+	x.sent = true
+	m := new(dns.Msg)
+	m.Id, m.Response, m.Rcode = x.req.Id, true, dns.RcodeServerFailure
+	if b, err := m.Pack(); err == nil {
+		send(b)
+	}
+	s.observe(x.qtype, dns.RcodeServerFailure, time.Since(x.start))
+}
+
+// send packs m to fit size (into buf when it is large enough) and sends it
+// with write. A reply that does not pack becomes SERVFAIL: the client gets
+// an answer.
+func (s *Server) send(x *pending, m *dns.Msg, size int, buf []byte, write func([]byte) (int, error)) {
+	b, err := packFit(m, size, buf)
+	if err != nil {
+		s.log.Debug("dnsd: pack reply", "name", questionName(x.req), "err", err)
+		m = reply(x.req, dns.RcodeServerFailure)
+		if b, err = m.PackBuffer(buf); err != nil {
+			return
+		}
+	}
+	x.sent = true
+	if _, err := write(b); err != nil {
+		s.log.Debug("dnsd: write reply", "name", questionName(x.req), "err", err)
+	}
+	s.observe(x.qtype, m.Rcode, time.Since(x.start))
+}
+
+func questionName(req *dns.Msg) string {
+	if len(req.Question) == 0 {
+		return ""
+	}
+	return req.Question[0].Name
 }
 
 func (s *Server) observe(qtype uint16, rcode int, took time.Duration) {
@@ -327,44 +500,75 @@ func (s *Server) observe(qtype uint16, rcode int, took time.Duration) {
 	}
 }
 
-// respond builds the reply to req, sized for the transport it came on.
-func (s *Server) respond(w dns.ResponseWriter, req *dns.Msg) *dns.Msg {
-	// EDNS0 (RFC 6891): one OPT at most, version 0 only.
-	var opt *dns.OPT
+// handle builds the reply to req, which came from src over TCP or UDP, and
+// says how many bytes it may take on the wire (packFit makes it fit). It is
+// the core of both transports. A nil reply means that req goes to the
+// upstreams: the caller calls forwarded, which may take seconds.
+func (s *Server) handle(req *dns.Msg, src netip.Addr, tcp bool) (*dns.Msg, int) {
+	opt, several := edns(req)
+	size := replySize(opt, tcp)
+	var m *dns.Msg
+	if several {
+		m = reply(req, dns.RcodeFormatError)
+	} else if m = s.answer(req, src, opt); m == nil {
+		return nil, size
+	}
+	withEDNS(m, opt)
+	return m, size
+}
+
+// forwarded is handle's reply for a query that goes upstream.
+func (s *Server) forwarded(req *dns.Msg, tcp bool) (*dns.Msg, int) {
+	opt, _ := edns(req)
+	m := s.forward(req, tcp)
+	withEDNS(m, opt)
+	return m, replySize(opt, tcp)
+}
+
+// edns returns the query's OPT (RFC 6891), and whether it has several,
+// which is FORMERR.
+func edns(req *dns.Msg) (opt *dns.OPT, several bool) {
 	for _, rr := range req.Extra {
 		if o, ok := rr.(*dns.OPT); ok {
 			if opt != nil {
-				return reply(req, dns.RcodeFormatError)
+				return opt, true
 			}
 			opt = o
 		}
 	}
-	size := dns.MinMsgSize
-	switch {
-	case isTCP(w):
-		size = dns.MaxMsgSize
-	case opt != nil:
-		size = min(max(int(opt.UDPSize()), dns.MinMsgSize), maxUDPSize)
-	}
+	return opt, false
+}
 
-	m := s.answer(w, req, opt)
+// replySize is the largest reply the client takes: what its OPT says, at
+// least 512 and at most ours, or 512 without one; over TCP, any.
+func replySize(opt *dns.OPT, tcp bool) int {
+	switch {
+	case tcp:
+		return dns.MaxMsgSize
+	case opt != nil:
+		return min(max(int(opt.UDPSize()), dns.MinMsgSize), maxUDPSize)
+	}
+	return dns.MinMsgSize
+}
+
+// withEDNS adds our OPT to the reply of a query that had one.
+func withEDNS(m *dns.Msg, opt *dns.OPT) {
 	if opt != nil && m.IsEdns0() == nil {
 		m.SetEdns0(maxUDPSize, opt.Do())
 	}
-	fit(m, size)
-	return m
 }
 
-// answer builds the reply to req without regard to its size.
-func (s *Server) answer(w dns.ResponseWriter, req *dns.Msg, opt *dns.OPT) *dns.Msg {
-	if !s.allowed(remoteAddr(w.RemoteAddr())) {
+// answer builds the reply to req without regard to its size; nil when req
+// goes to the upstreams.
+func (s *Server) answer(req *dns.Msg, src netip.Addr, opt *dns.OPT) *dns.Msg {
+	if !s.allowed(src) {
 		return reply(req, dns.RcodeRefused)
 	}
 	if rc := checkQuery(req); rc != dns.RcodeSuccess {
 		return reply(req, rc)
 	}
 	if opt != nil && opt.Version() != 0 {
-		return reply(req, dns.RcodeBadVers) // respond adds the OPT that carries it
+		return reply(req, dns.RcodeBadVers) // withEDNS adds the OPT that carries it
 	}
 	t := s.table.Load()
 	if t == nil {
@@ -378,32 +582,54 @@ func (s *Server) answer(w dns.ResponseWriter, req *dns.Msg, opt *dns.OPT) *dns.M
 		return m
 	}
 	if len(s.opts.Upstreams) > 0 {
-		return s.forward(req, isTCP(w))
+		return nil
 	}
 	return reply(req, dns.RcodeRefused)
 }
 
-// fit makes m fit in size bytes. Additional records go first, without the
-// TC bit (RFC 2181 §9: they are not needed); then answers, with it, so the
-// client asks again over TCP.
-func fit(m *dns.Msg, size int) {
+// packBufSize fits every UDP reply (at most maxUDPSize compressed) but
+// for big answers, whose uncompressed form, which PackBuffer needs room
+// for, is larger: those allocate.
+const packBufSize = 2 * maxUDPSize
+
+// packBufs are for ServeDNS; serveUDP's readers have their own.
+var packBufs = sync.Pool{New: func() any { b := make([]byte, packBufSize); return &b }}
+
+// packFit packs m, compressed, into at most size bytes, using buf when it is
+// large enough. When m does not fit, additional records go first, without
+// the TC bit (RFC 2181 §9: they are not needed); then answers, with it, so
+// the client asks again over TCP. m is changed accordingly. Most replies fit
+// and are packed once.
+func packFit(m *dns.Msg, size int, buf []byte) ([]byte, error) {
 	m.Compress = true
-	if m.Len() <= size {
-		return
+	b, err := m.PackBuffer(buf)
+	if err != nil || len(b) <= size {
+		return b, err
 	}
-	var keep []dns.RR
+	keep := m.Extra[:0:0]
 	for _, rr := range m.Extra {
 		switch rr.(type) {
 		case *dns.OPT, *dns.TSIG:
 			keep = append(keep, rr)
 		}
 	}
-	m.Extra = keep
-	if m.Len() <= size {
-		return
+	if len(keep) < len(m.Extra) {
+		m.Extra = keep
+		if b, err = m.PackBuffer(buf); err != nil || len(b) <= size {
+			return b, err
+		}
 	}
 	m.Truncate(size)
 	m.Compress = true
+	if b, err = m.PackBuffer(buf); err != nil || len(b) <= size {
+		return b, err
+	}
+	// Truncate measures as PackBuffer packs, so this is not expected; but a
+	// UDP reply larger than the client takes is lost, so keep only the
+	// header, the question and the OPT.
+	m.Answer, m.Ns, m.Extra = nil, nil, keep
+	m.Truncated = true
+	return m.PackBuffer(buf)
 }
 
 // forward asks the upstreams in order, over the transport the query came
@@ -418,7 +644,7 @@ func (s *Server) forward(req *dns.Msg, tcp bool) *dns.Msg {
 	for _, up := range s.opts.Upstreams {
 		q.Id = dns.Id() // a fresh ID per upstream: an answer late from one is no answer from the next
 		ctx, cancel := context.WithTimeout(s.fwdCtx, s.opts.ForwardTimeout)
-		r, _, err := c.ExchangeContext(ctx, q, up.String())
+		r, err := exchangeContext(ctx, c, q, up)
 		cancel()
 		if err != nil {
 			s.log.Debug("dnsd: upstream failed", "addr", up.String(), "err", err)
@@ -430,13 +656,27 @@ func (s *Server) forward(req *dns.Msg, tcp bool) *dns.Msg {
 	return reply(req, dns.RcodeServerFailure)
 }
 
+// exchangeContext is c.ExchangeContext, but stops when ctx is cancelled
+// (Shutdown), not only at its deadline, which is all miekg/dns looks at.
+func exchangeContext(ctx context.Context, c *dns.Client, q *dns.Msg, up netip.AddrPort) (*dns.Msg, error) {
+	conn, err := c.DialContext(ctx, up.String())
+	if err != nil {
+		return nil, err
+	}
+	defer conn.Close()
+	stop := context.AfterFunc(ctx, func() { conn.SetDeadline(time.Unix(1, 0)) })
+	defer stop()
+	r, _, err := c.ExchangeWithConnContext(ctx, q, conn)
+	return r, err
+}
+
 // allowed reports whether a client may ask at all.
 func (s *Server) allowed(a netip.Addr) bool {
 	if !a.IsValid() {
 		return false
 	}
 	a = a.Unmap().WithZone("")
-	if a.IsLoopback() {
+	if a.IsLoopback() && s.loopback {
 		return true
 	}
 	for _, p := range s.allow {

@@ -95,7 +95,9 @@ func TestFitDropsAdditionalFirst(t *testing.T) {
 	if m.Compress = true; m.Len() <= dns.MinMsgSize {
 		t.Fatalf("fixture too small: %d bytes", m.Len())
 	}
-	fit(m, dns.MinMsgSize)
+	if _, err := packFit(m, dns.MinMsgSize, nil); err != nil {
+		t.Fatal(err)
+	}
 	if m.Truncated || len(m.Answer) != 9 {
 		t.Errorf("TC %v with %d answers: dropping additional records alone should fit", m.Truncated, len(m.Answer))
 	}

@@ -94,8 +94,29 @@ type index struct {
 	serial   uint32
 
 	nodes    map[string][]netip.Addr // sorted, unique, unmapped
-	services map[string][]Instance   // sorted by node, port, addr; tags lower case
+	services map[string]*service     // what each service's names answer
 	ptr      map[string][]string     // reverse name -> node names (FQDN), sorted
+}
+
+// service is what the names of one service answer, worked out once per
+// table so that a query only copies it into records.
+type service struct {
+	addrs  []netip.Addr            // <service>.service: the instances' addresses, sorted, unique
+	tagged map[string][]netip.Addr // <tag>.<service>.service: the same, of the instances tagged <tag>
+	srv    []srvRecord             // _<service>._tcp.service: one per node and port, by node, port
+	extra  []namedAddr             // its ADDITIONAL: each target's instance addresses, by target, address
+}
+
+// srvRecord is the variable part of an SRV record.
+type srvRecord struct {
+	port   uint16
+	target string // <node>.node.<domain>.
+}
+
+// namedAddr is the owner and address of an A or AAAA record.
+type namedAddr struct {
+	name string
+	addr netip.Addr
 }
 
 func (t *Table) index() *index {
@@ -118,7 +139,7 @@ func buildIndex(t *Table) *index {
 		negTTL:   seconds(min(ttl, maxNegativeTTL)),
 		serial:   generation.Add(1),
 		nodes:    make(map[string][]netip.Addr, len(t.Nodes)),
-		services: make(map[string][]Instance, len(t.Services)),
+		services: make(map[string]*service, len(t.Services)),
 		ptr:      make(map[string][]string),
 	}
 
@@ -145,13 +166,14 @@ func buildIndex(t *Table) *index {
 		ix.ptr[rev] = slices.Compact(targets)
 	}
 
+	services := make(map[string][]Instance, len(t.Services))
 	for name, insts := range t.Services {
 		name = lowerASCII(name)
 		// The longest name under a service is _<name>._tcp.service.<domain>.
 		if !validLabel(name) || !ix.fits("_"+name+"._tcp.service") {
 			continue
 		}
-		list := ix.services[name]
+		list := services[name]
 		if list == nil {
 			list = []Instance{}
 		}
@@ -168,10 +190,50 @@ func buildIndex(t *Table) *index {
 			in.Tags = tags
 			list = append(list, in)
 		}
-		slices.SortFunc(list, compareInstances)
-		ix.services[name] = list
+		services[name] = list
+	}
+	for name, list := range services {
+		ix.services[name] = ix.service(list)
 	}
 	return ix
+}
+
+// service works out the answers of a service's names from its instances,
+// which it sorts.
+func (ix *index) service(insts []Instance) *service {
+	slices.SortFunc(insts, compareInstances)
+	svc := &service{tagged: map[string][]netip.Addr{}}
+	for i, in := range insts {
+		svc.addrs = append(svc.addrs, in.Addr)
+		for _, tag := range in.Tags {
+			svc.tagged[tag] = append(svc.tagged[tag], in.Addr)
+		}
+		// Two instances on one node and port differ only by address, which
+		// the SRV record does not carry: one record, both addresses below.
+		if i > 0 && insts[i-1].Node == in.Node && insts[i-1].Port == in.Port {
+			continue
+		}
+		svc.srv = append(svc.srv, srvRecord{port: uint16(in.Port), target: ix.nodeFQDN(in.Node)})
+	}
+	svc.addrs = sortedAddrs(svc.addrs)
+	for tag, addrs := range svc.tagged {
+		svc.tagged[tag] = sortedAddrs(addrs)
+	}
+	// The additional records carry the instances' addresses, which are how
+	// this host reaches the service, not necessarily the node's own.
+	for i := 0; i < len(insts); {
+		j := i
+		var addrs []netip.Addr
+		for ; j < len(insts) && insts[j].Node == insts[i].Node; j++ {
+			addrs = append(addrs, insts[j].Addr)
+		}
+		target := ix.nodeFQDN(insts[i].Node)
+		for _, a := range sortedAddrs(addrs) {
+			svc.extra = append(svc.extra, namedAddr{target, a})
+		}
+		i = j
+	}
+	return svc
 }
 
 // fits reports whether rel under the domain still makes a name of at most
