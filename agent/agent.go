@@ -161,6 +161,7 @@ func (a *Agent) Run(ctx context.Context) error {
 	defer cancel()
 	if a.dataplane != nil {
 		go a.dataplane.run(bg)
+		go a.logDenied(bg, deniedLogInterval)
 	}
 	if err := a.startDNS(a.rt.DNS); err != nil {
 		a.cluster.Shutdown()

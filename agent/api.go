@@ -34,6 +34,7 @@ func (a *Agent) apiHandler() http.Handler {
 	mux.HandleFunc("POST /v1/policy/plan", a.handlePlanPolicy)
 	mux.HandleFunc("GET /v1/policy/explain", a.handleExplain)
 	mux.HandleFunc("GET /v1/segments", a.handleSegments)
+	mux.HandleFunc("GET /v1/flows", a.handleFlows)
 	mux.HandleFunc("GET /v1/dns/query", a.handleDNSQuery)
 	// pprof only here, on the admin socket: never on a network listener.
 	mux.HandleFunc("GET /debug/pprof/", pprof.Index)

@@ -190,5 +190,12 @@ func (c *Client) DNSQuery(ctx context.Context, name, qtype string) (DNSAnswer, e
 	return out, c.do(ctx, "GET", "/v1/dns/query?"+q.Encode(), nil, &out)
 }
 
+// Flows returns this host's firewall counters per rule and the sources
+// it dropped most.
+func (c *Client) Flows(ctx context.Context) (Flows, error) {
+	var out Flows
+	return out, c.do(ctx, "GET", "/v1/flows", nil, &out)
+}
+
 // DefaultTimeout bounds one CLI call.
 const DefaultTimeout = 30 * time.Second

@@ -160,3 +160,42 @@ type DNSAnswer struct {
 	Authority  []string `json:"authority"`
 	Additional []string `json:"additional"`
 }
+
+// Flows is what this host's firewall counted (GET /v1/flows).
+type Flows struct {
+	// Rules has one entry per firewall counter of the applied plan, in
+	// evaluation order, then the default deny. Empty before a plan.
+	Rules []RuleFlow `json:"rules"`
+	// Denied is the sources of recently dropped packets, most packets
+	// first, at most 20.
+	Denied []DeniedFlow `json:"denied"`
+}
+
+// RuleFlow is one firewall counter: the packets (and their bytes) that
+// opened a flow through a rule. Later packets of an allowed flow pass the
+// connection-tracking rule and are not counted.
+type RuleFlow struct {
+	// Counter is the counter's name: "rule/<name>" for a policy rule,
+	// "intra/<segment>" for a segment's intra allow, "default-deny".
+	Counter string `json:"counter"`
+	// Rule is the policy rule's name; "" for the others.
+	Rule   string `json:"rule"`
+	Action string `json:"action"` // allow or deny
+	// Segments and Interfaces are where the counted packets arrive: one
+	// rule may apply on several segments; the default deny covers all.
+	Segments   []string `json:"segments"`
+	Interfaces []string `json:"interfaces"`
+	Packets    uint64   `json:"packets"`
+	Bytes      uint64   `json:"bytes"`
+}
+
+// DeniedFlow is one source whose packets the firewall dropped, counted
+// since it was first recorded (a source is forgotten 10 minutes after its
+// last dropped packet, and when the firewall is replaced).
+type DeniedFlow struct {
+	Peer      string `json:"peer"` // the node with that address in the segment; "" if none
+	Addr      string `json:"addr"` // the source's overlay address
+	Segment   string `json:"segment"`
+	Interface string `json:"interface"`
+	Packets   uint64 `json:"packets"`
+}

@@ -9,6 +9,7 @@ import (
 	"net/netip"
 	"slices"
 	"strings"
+	"time"
 
 	"github.com/weft-mesh/weft/policy"
 )
@@ -21,6 +22,12 @@ type Firewall interface {
 	// Counters reads the counters, by policy counter name (rule.Counter,
 	// plus DefaultDenyCounter).
 	Counters() (map[string]Counter, error)
+	// DeniedSources reads the sources of recently dropped packets (by a
+	// deny rule or the default deny), by interface and source address,
+	// most packets first. An element expires DeniedTimeout after its last
+	// packet, and a new Apply starts the record afresh (the table is
+	// replaced whole). No table: none.
+	DeniedSources() ([]DeniedSource, error)
 	// Remove deletes the table; an absent table is not an error.
 	Remove() error
 }
@@ -28,11 +35,41 @@ type Firewall interface {
 // Counter is one nftables named counter.
 type Counter struct{ Packets, Bytes uint64 }
 
+// DeniedSource is one source address whose packets the table dropped on
+// one interface, with the number of packets dropped since it was first
+// recorded.
+type DeniedSource struct {
+	Interface string
+	Addr      netip.Addr
+	Packets   uint64
+}
+
 // The nftables names weft owns.
 const (
 	TableName          = "weft"
 	DefaultDenyCounter = "default-deny"
+	// DenyChain is where every drop of the input chain goes: it records
+	// the source in DeniedSet4 or DeniedSet6, then drops.
+	DenyChain  = "deny"
+	DeniedSet4 = "denied4" // type ifname . ipv4_addr
+	DeniedSet6 = "denied6" // type ifname . ipv6_addr
 )
+
+// The bounds of the denied-source sets: a source is forgotten
+// DeniedTimeout after its last dropped packet, and a full set records no
+// new source (its packets are still dropped).
+const (
+	DeniedTimeout = 10 * time.Minute
+	DeniedSetSize = 4096
+)
+
+// sortDenied orders denied sources by packets, most first, then by
+// interface and address.
+func sortDenied(ds []DeniedSource) {
+	slices.SortFunc(ds, func(a, b DeniedSource) int {
+		return cmp.Or(cmp.Compare(b.Packets, a.Packets), cmp.Compare(a.Interface, b.Interface), a.Addr.Compare(b.Addr))
+	})
+}
 
 // The layer-4 protocols of a rule, as IANA numbers.
 const (

@@ -10,20 +10,22 @@ import (
 
 // FakeFirewall is an in-memory Firewall for tests: it validates a ruleset
 // as the nftables one does, records the last one applied, and reports
-// counters a test sets.
+// the counters and denied sources a test sets. Like the nftables table,
+// it forgets the denied sources when a ruleset is applied or removed.
 type FakeFirewall struct {
 	mu       sync.Mutex
 	present  bool
 	rules    []policy.FirewallRule
 	ifaces   []string
 	counters map[string]Counter
+	denied   []DeniedSource
 	calls    FirewallCalls
 	err      error
 }
 
 // FirewallCalls counts the calls made to a FakeFirewall.
 type FirewallCalls struct {
-	Apply, Counters, Remove int
+	Apply, Counters, DeniedSources, Remove int
 }
 
 // NewFakeFirewall returns a FakeFirewall with no table.
@@ -43,6 +45,14 @@ func (f *FakeFirewall) SetCounter(name string, c Counter) {
 	f.mu.Lock()
 	defer f.mu.Unlock()
 	f.counters[name] = c
+}
+
+// SetDenied sets what DeniedSources reports while a table exists, until
+// the next Apply or Remove.
+func (f *FakeFirewall) SetDenied(ds []DeniedSource) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.denied = slices.Clone(ds)
 }
 
 // Calls returns the call counts so far.
@@ -80,6 +90,7 @@ func (f *FakeFirewall) Apply(rules []policy.FirewallRule, ifaces []string) error
 	f.present = true
 	f.rules = cloneRules(rules)
 	f.ifaces = slices.Clone(ifaces)
+	f.denied = nil
 	return nil
 }
 
@@ -100,6 +111,19 @@ func (f *FakeFirewall) Counters() (map[string]Counter, error) {
 	return maps.Clone(out), nil
 }
 
+// DeniedSources reports the sources set by SetDenied, most packets first.
+func (f *FakeFirewall) DeniedSources() ([]DeniedSource, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	f.calls.DeniedSources++
+	if !f.present {
+		return nil, nil
+	}
+	out := slices.Clone(f.denied)
+	sortDenied(out)
+	return out, nil
+}
+
 func (f *FakeFirewall) Remove() error {
 	f.mu.Lock()
 	defer f.mu.Unlock()
@@ -107,7 +131,7 @@ func (f *FakeFirewall) Remove() error {
 	if f.err != nil {
 		return f.err
 	}
-	f.present, f.rules, f.ifaces = false, nil, nil
+	f.present, f.rules, f.ifaces, f.denied = false, nil, nil, nil
 	return nil
 }
 

@@ -1,9 +1,11 @@
 package overlay
 
 import (
+	"bytes"
 	"encoding/binary"
 	"errors"
 	"fmt"
+	"net/netip"
 	"sync"
 
 	"github.com/google/nftables"
@@ -55,7 +57,8 @@ func weftTable() *nftables.Table {
 // Counter values are carried over by name: they are read just before the
 // batch and the new counters start from them (what is counted between the
 // read and the batch is lost), so a re-apply does not reset the flow
-// metrics.
+// metrics. The denied-source sets are not: the new table records denied
+// sources afresh.
 func (f *nftFirewall) Apply(rules []policy.FirewallRule, ifaces []string) error {
 	rs, err := buildRuleset(rules, ifaces)
 	if err != nil {
@@ -89,6 +92,10 @@ func (f *nftFirewall) Apply(rules []policy.FirewallRule, ifaces []string) error 
 		Name: "forward", Table: t, Type: nftables.ChainTypeFilter,
 		Hooknum: nftables.ChainHookForward, Priority: nftables.ChainPriorityFilter, Policy: &accept,
 	})
+	// Before the input rules: a goto must find its chain in the batch.
+	if err := addDenyChain(c, t); err != nil {
+		return fmt.Errorf("nftables: %w", err)
+	}
 	if len(rs.ifaces) > 0 {
 		set, err := addIfaceSet(c, t, rs.ifaces)
 		if err != nil {
@@ -118,7 +125,7 @@ func (f *nftFirewall) Apply(rules []policy.FirewallRule, ifaces []string) error 
 //	ct state established,related accept      (replies of allowed flows)
 //	ct state invalid drop
 //	<policy rules, in order>
-//	counter name "default-deny" drop
+//	counter name "default-deny" goto deny
 func addInput(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, set *nftables.Set, rs *ruleset) error {
 	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
 		&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
@@ -136,8 +143,62 @@ func addInput(c *nftables.Conn, t *nftables.Table, ch *nftables.Chain, set *nfta
 	}
 	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
 		&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: DefaultDenyCounter},
-		&expr.Verdict{Kind: expr.VerdictDrop},
+		&expr.Verdict{Kind: expr.VerdictGoto, Chain: DenyChain},
 	}})
+	return nil
+}
+
+// addDenyChain adds the sets of denied sources and the chain every drop
+// of the input chain goes to:
+//
+//	update @denied4 { iifname . ip saddr counter }
+//	update @denied6 { iifname . ip6 saddr counter }
+//	drop
+//
+// The drop is a rule of its own because a dynset that cannot add (its set
+// is full) ends its rule: in the deny rule itself that would skip the
+// verdict and let the packet on to the rules below. Here it only skips
+// the record. Each element carries its own counter (the dynset's counter
+// expression, instantiated per element by the kernel); google/nftables
+// can create such elements through a dynset and read their counters back,
+// though it cannot write one, so a new table starts with empty sets.
+func addDenyChain(c *nftables.Conn, t *nftables.Table) error {
+	ch := c.AddChain(&nftables.Chain{Name: DenyChain, Table: t})
+	for _, fam := range []struct {
+		name    string
+		nfproto byte
+		addr    nftables.SetDatatype
+		off     uint32
+	}{
+		{DeniedSet4, unix.NFPROTO_IPV4, nftables.TypeIPAddr, 12},
+		{DeniedSet6, unix.NFPROTO_IPV6, nftables.TypeIP6Addr, 8},
+	} {
+		key, err := nftables.ConcatSetType(nftables.TypeIFName, fam.addr)
+		if err != nil {
+			return err
+		}
+		set := &nftables.Set{
+			Table: t, Name: fam.name, KeyType: key, Concatenation: true,
+			Dynamic: true, HasTimeout: true, Timeout: DeniedTimeout, Size: DeniedSetSize,
+		}
+		if err := c.AddSet(set, nil); err != nil {
+			return fmt.Errorf("set %s: %w", fam.name, err)
+		}
+		// The key is two registers wide: the interface name fills
+		// register 1 (16 bytes), the address follows in register 2.
+		c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{
+			&expr.Meta{Key: expr.MetaKeyNFPROTO, Register: 1},
+			&expr.Cmp{Op: expr.CmpOpEq, Register: 1, Data: []byte{fam.nfproto}},
+			&expr.Meta{Key: expr.MetaKeyIIFNAME, Register: 1},
+			&expr.Payload{DestRegister: 2, Base: expr.PayloadBaseNetworkHeader, Offset: fam.off, Len: fam.addr.Bytes},
+			&expr.Dynset{
+				SrcRegKey: 1, SetName: set.Name, SetID: set.ID,
+				Operation: uint32(unix.NFT_DYNSET_OP_UPDATE),
+				Exprs:     []expr.Any{&expr.Counter{}},
+			},
+		}})
+	}
+	c.AddRule(&nftables.Rule{Table: t, Chain: ch, Exprs: []expr.Any{&expr.Verdict{Kind: expr.VerdictDrop}}})
 	return nil
 }
 
@@ -154,6 +215,8 @@ func ctState(bits uint32, v expr.VerdictKind) []expr.Any {
 // ruleExprs is one policy rule:
 //
 //	iifname "wf-db" ip saddr { 10.90.1.3, 10.90.1.7 } tcp dport 5432 counter name "rule_web-to-postgres" accept
+//
+// A deny rule ends in "goto deny" instead of accept.
 func ruleExprs(c *nftables.Conn, t *nftables.Table, r nftRule) ([]expr.Any, error) {
 	nfproto, off, alen, keyType := byte(unix.NFPROTO_IPV4), uint32(12), uint32(4), nftables.TypeIPAddr
 	if r.IPv6 {
@@ -207,13 +270,13 @@ func ruleExprs(c *nftables.Conn, t *nftables.Table, r nftRule) ([]expr.Any, erro
 			exprs = append(exprs, &expr.Lookup{SourceRegister: 1, SetName: set.Name, SetID: set.ID})
 		}
 	}
-	v := expr.VerdictDrop
+	v := &expr.Verdict{Kind: expr.VerdictGoto, Chain: DenyChain}
 	if r.Accept {
-		v = expr.VerdictAccept
+		v = &expr.Verdict{Kind: expr.VerdictAccept}
 	}
 	return append(exprs,
 		&expr.Objref{Type: int(nftables.ObjTypeCounter), Name: r.Counter},
-		&expr.Verdict{Kind: v},
+		v,
 	), nil
 }
 
@@ -281,6 +344,52 @@ func (f *nftFirewall) Counters() (map[string]Counter, error) {
 		out[name] = v
 	}
 	return out, nil
+}
+
+func (f *nftFirewall) DeniedSources() ([]DeniedSource, error) {
+	f.mu.Lock()
+	defer f.mu.Unlock()
+	c, err := f.conn()
+	if err != nil {
+		return nil, err
+	}
+	var out []DeniedSource
+	for _, name := range []string{DeniedSet4, DeniedSet6} {
+		set, err := c.GetSetByName(weftTable(), name)
+		if errors.Is(err, unix.ENOENT) {
+			continue // no table, or one applied before weft recorded denied sources
+		}
+		if err != nil {
+			return nil, fmt.Errorf("nftables: set %s: %w", name, err)
+		}
+		elems, err := c.GetSetElements(set)
+		if err != nil {
+			return nil, fmt.Errorf("nftables: set %s: %w", name, err)
+		}
+		for _, e := range elems {
+			ds, ok := deniedOf(e.Key)
+			if !ok {
+				return nil, fmt.Errorf("nftables: set %s: unexpected key of %d bytes", name, len(e.Key))
+			}
+			if e.Counter != nil {
+				ds.Packets = e.Counter.Packets
+			}
+			out = append(out, ds)
+		}
+	}
+	sortDenied(out)
+	return out, nil
+}
+
+// deniedOf decodes a key of a denied set: the interface name (IFNAMSIZ
+// bytes, zero padded), then the address.
+func deniedOf(key []byte) (DeniedSource, bool) {
+	if len(key) != unix.IFNAMSIZ+4 && len(key) != unix.IFNAMSIZ+16 {
+		return DeniedSource{}, false
+	}
+	name, _, _ := bytes.Cut(key[:unix.IFNAMSIZ], []byte{0})
+	addr, ok := netip.AddrFromSlice(key[unix.IFNAMSIZ:])
+	return DeniedSource{Interface: string(name), Addr: addr}, ok
 }
 
 func (f *nftFirewall) Remove() error {

@@ -17,4 +17,5 @@ type unsupportedFirewall struct{}
 
 func (unsupportedFirewall) Apply([]policy.FirewallRule, []string) error { return errUnsupported }
 func (unsupportedFirewall) Counters() (map[string]Counter, error)       { return nil, errUnsupported }
+func (unsupportedFirewall) DeniedSources() ([]DeniedSource, error)      { return nil, errUnsupported }
 func (unsupportedFirewall) Remove() error                               { return errUnsupported }

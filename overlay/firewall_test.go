@@ -149,3 +149,41 @@ func TestObjectName(t *testing.T) {
 		t.Errorf("long names: %q, %q; want 64 bytes each, distinct", a, b)
 	}
 }
+
+// TestFakeFirewallDenied: the fake reports the denied sources a test sets,
+// most packets first, only while a table exists, and forgets them when a
+// ruleset is applied, as the nftables table does.
+func TestFakeFirewallDenied(t *testing.T) {
+	f := NewFakeFirewall()
+	ds := []DeniedSource{
+		{Interface: "wf-db", Addr: netip.MustParseAddr("10.90.2.9"), Packets: 2},
+		{Interface: "wf-db", Addr: netip.MustParseAddr("fd00::9"), Packets: 7},
+		{Interface: "wf-web", Addr: netip.MustParseAddr("10.90.1.4"), Packets: 2},
+		{Interface: "wf-db", Addr: netip.MustParseAddr("10.90.2.3"), Packets: 2},
+	}
+	f.SetDenied(ds)
+	if got, err := f.DeniedSources(); err != nil || len(got) != 0 {
+		t.Errorf("no table: %v, %v", got, err)
+	}
+	if err := f.Apply(nil, []string{"wf-db", "wf-web"}); err != nil {
+		t.Fatal(err)
+	}
+	f.SetDenied(ds)
+	got, err := f.DeniedSources()
+	if err != nil {
+		t.Fatal(err)
+	}
+	want := []DeniedSource{ds[1], ds[3], ds[0], ds[2]}
+	if diff := cmp.Diff(want, got, cmp.Comparer(func(a, b netip.Addr) bool { return a == b })); diff != "" {
+		t.Errorf("(-want +got):\n%s", diff)
+	}
+	if err := f.Apply(nil, []string{"wf-db"}); err != nil {
+		t.Fatal(err)
+	}
+	if got, _ := f.DeniedSources(); len(got) != 0 {
+		t.Errorf("after a new Apply: %v", got)
+	}
+	if n := f.Calls().DeniedSources; n != 3 {
+		t.Errorf("%d DeniedSources calls counted, want 3", n)
+	}
+}

@@ -678,3 +678,7 @@ const PersistentKeepalive = 25 * time.Second
 // Counters returns the firewall's packet and byte counters by policy
 // counter name (the flow metrics).
 func (o *Overlay) Counters() (map[string]Counter, error) { return o.fw.Counters() }
+
+// DeniedSources returns the sources of recently dropped packets, by
+// interface and address, most packets first.
+func (o *Overlay) DeniedSources() ([]DeniedSource, error) { return o.fw.DeniedSources() }
