@@ -93,6 +93,7 @@ func New(opts Options) (*Agent, error) {
 		Bootstrap:       rt.Bootstrap,
 		Tags:            rt.Tags,
 		Services:        clusterServices(rt.Services),
+		Seeds:           rt.Join.Addresses,
 		Logger:          log.With("subsystem", "cluster"),
 		RaftLogger:      raftLogger(log),
 		GossipLogOutput: newGossipLogWriter(log),

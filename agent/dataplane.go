@@ -37,6 +37,7 @@ type dataplane struct {
 	plan     *policy.Plan // last applied
 	index    uint64       // the state index plan was compiled from
 	applyErr error
+	unsaved  bool // plan is applied but not yet persisted (say, a full disk)
 }
 
 // savedPlan is the persisted form of the applied plan.
@@ -77,6 +78,7 @@ func (d *dataplane) run(ctx context.Context) {
 		if ctx.Err() != nil {
 			return
 		}
+		d.persist()
 		if st.Index == index && d.healthy() {
 			continue
 		}
@@ -156,19 +158,35 @@ func (d *dataplane) apply(plan *policy.Plan, index uint64) error {
 	start := time.Now()
 	err := d.overlay.Apply(plan)
 	if err == nil {
-		if werr := sealed.Write(d.planFile, savedPlan{StateIndex: index, Plan: plan}); werr != nil {
-			d.log.Error("could not persist the plan", "err", werr)
-		}
 		d.cluster.SetPolicyApplied(plan.PolicyVersion)
 		d.log.Info("dataplane applied", "policy_version", plan.PolicyVersion, "segments", len(plan.Segments), "rules", len(plan.Firewall), "took", time.Since(start).Round(time.Microsecond))
 	}
 	d.mu.Lock()
 	d.plan, d.applyErr = plan, err
 	if err == nil {
-		d.index = index
+		d.index, d.unsaved = index, true
 	}
 	d.mu.Unlock()
+	d.persist()
 	return err
+}
+
+// persist writes the applied plan if it is not on disk yet. A failed
+// write (a full disk) is tried again on every pass of run, so that the
+// file never stays behind what is enforced: a host restarted without
+// servers must come back to the current plan, not an older, maybe wider
+// one.
+func (d *dataplane) persist() {
+	d.mu.Lock()
+	defer d.mu.Unlock()
+	if !d.unsaved || d.plan == nil {
+		return
+	}
+	if err := sealed.Write(d.planFile, savedPlan{StateIndex: d.index, Plan: d.plan}); err != nil {
+		d.log.Error("could not persist the plan; will retry", "policy_version", d.plan.PolicyVersion, "err", err)
+		return
+	}
+	d.unsaved = false
 }
 
 func (d *dataplane) fail(err error) error {

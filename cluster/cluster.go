@@ -40,7 +40,11 @@ type Options struct {
 	Bootstrap     bool // optional: create the cluster if this host has no identity yet
 	Tags          []string
 	Services      []Service // optional: the services this host declares
-	Logger        *slog.Logger
+	// Seeds are optional: server rpc addresses (host:port) to sync from
+	// when this agent knows no server from its state or gossip, e.g.
+	// after its persisted state was refused as corrupt.
+	Seeds  []string
+	Logger *slog.Logger
 	// RaftLogger and GossipLogOutput are optional adapters of the libraries'
 	// own loggers; nil discards their output.
 	RaftLogger      hclog.Logger
@@ -504,10 +508,19 @@ func (c *Cluster) persistLoop(ctx context.Context) {
 		st := c.fsm.State()
 		if st.Index != last && st.CACert != "" {
 			if err := c.store.saveState(st.Public()); err != nil {
-				c.log.Error("could not persist state", "index", st.Index, "err", err)
-			} else {
-				last = st.Index
+				c.log.Error("could not persist state; will retry", "index", st.Index, "err", err)
+				// Try again without waiting for a new change: a full
+				// disk that gets space back must not leave an old file.
+				select {
+				case c.persistReq <- struct{}{}:
+				default:
+				}
+				if !sleepCtx(ctx, time.Second) {
+					return
+				}
+				continue
 			}
+			last = st.Index
 		}
 		select {
 		case <-ctx.Done():
@@ -531,7 +544,7 @@ func (c *Cluster) metaLoop(ctx context.Context) {
 		}
 		if r := c.raftNode(); r != nil {
 			_, id := r.LeaderWithID()
-			m.Leader = string(id)
+			m.Leader, m.RPCPort = string(id), c.opts.RPCPort
 		}
 		if m != last {
 			last = m

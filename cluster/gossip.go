@@ -32,6 +32,9 @@ type nodeMeta struct {
 	// Failing lists, comma-separated, the services whose health checks
 	// fail on the node: check results travel by gossip, not Raft.
 	Failing string `json:"f,omitempty"`
+	// RPCPort is a server's rpc port, so that a client that lost its
+	// state can still find servers through gossip.
+	RPCPort int `json:"rp,omitempty"`
 }
 
 // gossipPeer is this agent's view of another agent.

@@ -8,6 +8,7 @@ import (
 	"fmt"
 	"math/rand/v2"
 	"net"
+	"slices"
 	"strconv"
 	"time"
 
@@ -152,6 +153,14 @@ func (c *Cluster) syncLoop(ctx context.Context, extra []string) {
 		st := c.fsm.State()
 		servers := st.Servers()
 		if len(servers) == 0 {
+			// No state (a corrupt file was refused): find servers in
+			// gossip, else at the configured seeds.
+			servers = c.gossipServers()
+		}
+		if len(servers) == 0 {
+			servers = c.seedServers()
+		}
+		if len(servers) == 0 {
 			c.setSyncErr("no server known")
 			if !sleepCtx(ctx, time.Second) {
 				return
@@ -207,4 +216,35 @@ func sleepCtx(ctx context.Context, d time.Duration) bool {
 	case <-time.After(d):
 		return true
 	}
+}
+
+// gossipServers returns the servers alive in gossip that announce their
+// rpc port, sorted by name. Only where to ask comes from gossip: what a
+// server answers is verified against the CA like any other answer.
+func (c *Cluster) gossipServers() []*Node {
+	var out []*Node
+	for _, p := range c.gossipView() {
+		if p.Status == StatusAlive && p.Meta.Role == RoleServer && p.Meta.RPCPort > 0 {
+			out = append(out, &Node{Name: p.Name, Role: RoleServer, Addr: p.Addr, RPCPort: p.Meta.RPCPort})
+		}
+	}
+	slices.SortFunc(out, func(a, b *Node) int { return compareStrings(a.Name, b.Name) })
+	return out
+}
+
+// seedServers turns Options.Seeds into server entries to sync from.
+func (c *Cluster) seedServers() []*Node {
+	var out []*Node
+	for _, s := range c.opts.Seeds {
+		host, port, err := net.SplitHostPort(c.withRPCPort(s))
+		if err != nil {
+			continue
+		}
+		p, err := strconv.Atoi(port)
+		if err != nil {
+			continue
+		}
+		out = append(out, &Node{Name: s, Role: RoleServer, Addr: host, RPCPort: p})
+	}
+	return out
 }

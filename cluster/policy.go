@@ -212,12 +212,17 @@ func (c *Cluster) ApplyPolicy(ctx context.Context, filename, source, by string) 
 	if err := doc.Check(st.PolicyHosts()); err != nil {
 		return 0, fmt.Errorf("%w: %w", ErrBadPolicy, err)
 	}
-	if _, err := c.apply(ctx, &Command{Op: OpPolicy, Policy: &PolicyCmd{Filename: filename, Source: source, By: by}}); err != nil {
+	idx, err := c.apply(ctx, &Command{Op: OpPolicy, Policy: &PolicyCmd{Filename: filename, Source: source, By: by}})
+	if err != nil {
 		return 0, err
 	}
-	st = c.fsm.State()
-	if st.Policy == nil {
-		return 0, errors.New("cluster: policy vanished after apply")
+	// A write forwarded to the leader is committed before this server has
+	// applied it: read the version only once the local state has caught up.
+	wctx, cancel := context.WithTimeout(ctx, applyTimeout)
+	st = c.fsm.Wait(wctx, idx-1)
+	cancel()
+	if st.Index < idx || st.Policy == nil {
+		return 0, fmt.Errorf("cluster: policy committed at index %d, but this server has not applied it yet", idx)
 	}
 	c.log.Info("policy applied", "version", st.Policy.Version, "by", by)
 	return st.Policy.Version, nil
