@@ -146,7 +146,8 @@ func (a *Agent) Cleanup() error {
 // Run runs the agent until ctx ends (it stops without leaving) or until it
 // has left the cluster through the admin API.
 func (a *Agent) Run(ctx context.Context) error {
-	a.log.Info("weft agent starting", "version", version.Version, "role", roleOf(a.rt), "data_dir", a.rt.DataDir, "addr", a.rt.AdvertiseAddr.String())
+	rt := a.config() // a reload may change a.rt while this runs
+	a.log.Info("weft agent starting", "version", version.Version, "role", roleOf(rt), "data_dir", rt.DataDir, "addr", rt.AdvertiseAddr.String())
 	if err := a.serveAPI(); err != nil {
 		return err
 	}
@@ -164,16 +165,16 @@ func (a *Agent) Run(ctx context.Context) error {
 		go a.dataplane.run(bg)
 		go a.logDenied(bg, deniedLogInterval)
 	}
-	if err := a.startDNS(a.rt.DNS); err != nil {
+	if err := a.startDNS(rt.DNS); err != nil {
 		a.cluster.Shutdown()
 		return err
 	}
 	defer a.stopDNS()
-	feed := &dnsFeed{self: a.rt.NodeName, cluster: a.cluster, server: a.dnsServer, config: a.dnsConfig, resolved: a.resolvedLinks}
+	feed := &dnsFeed{self: rt.NodeName, cluster: a.cluster, server: a.dnsServer, config: a.dnsConfig, resolved: a.resolvedLinks}
 	go feed.run(bg)
-	a.checks.set(a.rt.Services)
+	a.checks.set(rt.Services)
 	defer a.checks.stop()
-	msrv, err := a.serveMetrics(a.rt.Metrics.Listen)
+	msrv, err := a.serveMetrics(rt.Metrics.Listen)
 	if err != nil {
 		a.cluster.Shutdown()
 		return fmt.Errorf("agent: metrics listen: %w", err)
@@ -185,7 +186,7 @@ func (a *Agent) Run(ctx context.Context) error {
 		a.log.Warn("could not notify systemd", "err", err)
 	}
 	go a.watchdog(bg)
-	if !a.cluster.Joined() && len(a.rt.Join.Addresses) > 0 {
+	if !a.cluster.Joined() && len(rt.Join.Addresses) > 0 {
 		go a.joinLoop(ctx)
 	}
 	select {
@@ -302,7 +303,7 @@ func clusterServices(in []config.Service) []cluster.Service {
 
 // serveAPI listens on the admin socket.
 func (a *Agent) serveAPI() error {
-	sock := a.rt.Socket
+	sock := a.config().Socket
 	if err := os.MkdirAll(filepath.Dir(sock), 0o755); err != nil {
 		return fmt.Errorf("agent: admin socket: %w", err)
 	}
@@ -332,7 +333,7 @@ func (a *Agent) stopAPI() {
 	ctx, cancel := context.WithTimeout(context.Background(), 2*time.Second)
 	defer cancel()
 	_ = a.api.Shutdown(ctx)
-	_ = os.Remove(a.rt.Socket)
+	_ = os.Remove(a.config().Socket)
 }
 
 func roleOf(rt config.Runtime) string {
