@@ -93,9 +93,10 @@ func (c *stateCollector) Collect(ch chan<- prometheus.Metric) {
 	a := c.a
 	byStatus := map[string]float64{cluster.StatusAlive: 0, cluster.StatusDead: 0, cluster.StatusUnknown: 0}
 	var policyVersion uint64
+	self := a.config().NodeName
 	for _, m := range a.cluster.Members() {
 		byStatus[m.Status]++
-		if m.Name == a.rt.NodeName {
+		if m.Name == self {
 			policyVersion = m.PolicyVersion
 		}
 	}

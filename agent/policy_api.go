@@ -24,7 +24,7 @@ func (a *Agent) handleApplyPolicy(w http.ResponseWriter, r *http.Request) {
 	defer cancel()
 	by := req.By
 	if by == "" {
-		by = "admin API on " + a.rt.NodeName
+		by = "admin API on " + a.config().NodeName
 	}
 	v, err := a.cluster.ApplyPolicy(ctx, req.Filename, req.Source, by)
 	if err != nil {
