@@ -52,6 +52,10 @@ func runAgent(args []string, stdout, stderr io.Writer) error {
 			return err
 		}
 	}
+	// Everything the agent writes is for its own eyes: files its libraries
+	// create (Raft's snapshots, say) stay private whatever umask it was
+	// started with.
+	syscall.Umask(0o077)
 	a, err := agent.New(agent.Options{Runtime: rt, LogOutput: stderr})
 	if err != nil {
 		return err
