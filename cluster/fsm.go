@@ -31,6 +31,7 @@ var (
 	ErrAlreadyJoined   = errors.New("this agent has already joined a cluster")
 	ErrRevoked         = errors.New("this node's certificate has been revoked; join again with a new token")
 	ErrNoServerReached = errors.New("no server could be reached")
+	ErrInvalid         = errors.New("invalid request")
 )
 
 // errorCodes give errors stable names on the wire.
@@ -219,6 +220,11 @@ func apply(st *State, cmd *Command, index uint64) error {
 		}
 		if err := checkToken(st, c.TokenID, c.SecretHash, c.Node.Role, cmd.Now); err != nil {
 			return err
+		}
+		if old, ok := st.Nodes[c.Node.Name]; ok && old.Role != c.Node.Role {
+			// A client token must never take over a server's name (and so
+			// revoke its certificates): an operator removes it first.
+			return fmt.Errorf("%w: %q is registered as a %s", ErrNameInUse, c.Node.Name, old.Role)
 		}
 		t := *st.Tokens[c.TokenID]
 		t.UsesLeft-- // a used-up token stays until it expires, to say why it is refused

@@ -29,7 +29,7 @@ func (c *Cluster) Join(ctx context.Context, token string, addrs []string) error 
 		return err
 	}
 	if len(addrs) == 0 {
-		return errors.New("cluster: join: no server address given")
+		return fmt.Errorf("%w: join: no server address given (weft join -token T ADDR, or a join block)", ErrInvalid)
 	}
 	li := &localIdentity{Info: nodeInfo{Name: c.opts.Name, Domain: c.opts.Domain, Role: c.role()}}
 	req := &joinRequest{

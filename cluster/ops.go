@@ -68,7 +68,7 @@ func (c *Cluster) RemoveNode(ctx context.Context, name string) error {
 		return ErrNotServer
 	}
 	if name == c.opts.Name {
-		return errors.New("a node cannot remove itself: use weft leave")
+		return fmt.Errorf("%w: a node cannot remove itself: use weft leave", ErrInvalid)
 	}
 	if _, ok := c.fsm.State().Nodes[name]; !ok {
 		return fmt.Errorf("%w: %q", ErrNodeUnknown, name)

@@ -112,7 +112,7 @@ func writeError(w http.ResponseWriter, err error) {
 		status = http.StatusConflict
 	case errors.Is(err, ErrNodeUnknown):
 		status = http.StatusNotFound
-	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNotInitialized):
+	case errors.Is(err, ErrNotLeader), errors.Is(err, ErrNotInitialized), errors.Is(err, ErrNotServer):
 		status = http.StatusServiceUnavailable
 	}
 	writeJSON(w, status, rpcError{Error: err.Error(), Code: errorCode(err)})

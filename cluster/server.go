@@ -327,6 +327,9 @@ func (c *Cluster) serveJoin(ctx context.Context, req *joinRequest) (*joinRespons
 	if err := checkToken(st, req.TokenID, hash, req.Role, now); err != nil {
 		return nil, err
 	}
+	if old, ok := st.Nodes[req.Name]; ok && old.Role != req.Role {
+		return nil, fmt.Errorf("%w: %q is registered as a %s; remove it first (weft node remove)", ErrNameInUse, req.Name, old.Role)
+	}
 	if _, ok := st.Nodes[req.Name]; ok {
 		if p, ok := c.gossipView()[req.Name]; ok && p.Status == StatusAlive {
 			return nil, fmt.Errorf("%w: %q", ErrNameInUse, req.Name)
