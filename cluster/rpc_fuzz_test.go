@@ -565,10 +565,13 @@ func FuzzRPCHandlers(f *testing.F) {
 			t.Fatalf("%s %s as %s: status %d (%s), want one of %v", method, u, caller.name, res.StatusCode, got, want)
 		}
 		// A server whose Raft is not running answers the calls that need
-		// it with ErrNotServer (500); that state is never served (the
+		// it with ErrNotServer (503); that state is never served (the
 		// listener starts after Raft), but the answer says what it is.
-		if res.StatusCode == http.StatusInternalServerError && e.Code != "not_server" {
-			t.Fatalf("%s %s as %s: 500 %s", method, u, caller.name, got)
+		if res.StatusCode == http.StatusServiceUnavailable && e.Code != "not_server" && e.Code != "not_leader" {
+			t.Fatalf("%s %s as %s: 503 %s", method, u, caller.name, got)
+		}
+		if res.StatusCode >= 500 && res.StatusCode != http.StatusServiceUnavailable {
+			t.Fatalf("%s %s as %s: %d %s", method, u, caller.name, res.StatusCode, got)
 		}
 		if res.StatusCode == http.StatusOK && pattern == "GET "+rpcState {
 			var st State
@@ -590,7 +593,7 @@ func expectRPC(pattern string, caller rpcCaller, raw, body []byte) []int {
 		if !decodes(&joinRequest{}) {
 			return []int{http.StatusBadRequest}
 		}
-		return []int{http.StatusInternalServerError} // not_server: no Raft
+		return []int{http.StatusServiceUnavailable} // not_server: no Raft
 	}
 	_, rawErr := x509.ParseCertificate(raw)
 	switch {
@@ -617,7 +620,7 @@ func expectRPC(pattern string, caller rpcCaller, raw, body []byte) []int {
 	case "GET " + rpcState:
 		return []int{http.StatusOK, http.StatusBadRequest}
 	case "POST " + rpcLeave:
-		return []int{http.StatusInternalServerError}
+		return []int{http.StatusServiceUnavailable}
 	case "POST " + rpcApply:
 		if !decodes(&Command{}) {
 			return []int{http.StatusBadRequest}
@@ -627,13 +630,13 @@ func expectRPC(pattern string, caller rpcCaller, raw, body []byte) []int {
 		if !decodes(&SegmentKeyCmd{}) {
 			return []int{http.StatusBadRequest}
 		}
-		return []int{http.StatusInternalServerError}
+		return []int{http.StatusServiceUnavailable}
 	case "POST " + rpcLocal:
 		var lc LocalCmd
 		if !decodes(&lc) || validateLocal(lc.Tags, lc.Services) != nil {
 			return []int{http.StatusBadRequest}
 		}
-		return []int{http.StatusInternalServerError}
+		return []int{http.StatusServiceUnavailable}
 	}
 	panic(fmt.Sprintf("no expectation for %s", pattern))
 }
