@@ -74,7 +74,7 @@ func (c *Cluster) startRaft(li *localIdentity, bootstrap bool) error {
 	// of a failover of about 3-4 s instead of 2.
 	rc.HeartbeatTimeout = 2 * time.Second
 	rc.ElectionTimeout = 2 * time.Second
-	rc.LeaderLeaseTimeout = time.Second
+	rc.LeaderLeaseTimeout = 1500 * time.Millisecond
 	if bootstrap {
 		has, err := raft.HasExistingState(bolt, bolt, snaps)
 		if err != nil {
