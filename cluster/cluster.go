@@ -10,6 +10,7 @@ import (
 	"fmt"
 	"io"
 	"log/slog"
+	"math/rand/v2"
 	"net"
 	"net/http"
 	"net/netip"
@@ -98,6 +99,9 @@ type Cluster struct {
 	failingVersion atomic.Uint64
 	leaderChanges  atomic.Uint64
 	metaKick       chan struct{}
+	publicMu       sync.Mutex // guards the encoded public state of publicIndex
+	publicIndex    uint64
+	publicBody     []byte
 }
 
 // New validates opts and loads any identity the data dir holds. It starts
@@ -578,6 +582,9 @@ func (c *Cluster) kickMeta() {
 	}
 }
 
+// maxRejoin bounds the addresses one rejoin contacts.
+const maxRejoin = 4
+
 // rejoinLoop (re)joins gossip: at once with what is known, then every
 // few seconds with registered nodes this agent does not see alive, so
 // that a pool split by an outage or a restart heals by itself.
@@ -602,6 +609,12 @@ func (c *Cluster) rejoinLoop(ctx context.Context, prev *State, extra []string) {
 				continue
 			}
 			addrs = append(addrs, joinAddr(n.Addr, n.GossipPort))
+		}
+		// A few at a time: memberlist exchanges the whole member list with
+		// every address it is given, and one live peer is enough to heal.
+		if len(addrs) > maxRejoin {
+			rand.Shuffle(len(addrs), func(i, j int) { addrs[i], addrs[j] = addrs[j], addrs[i] })
+			addrs = addrs[:maxRejoin]
 		}
 		if len(addrs) > 0 {
 			if n, err := c.gossip.join(addrs); err != nil && n == 0 {

@@ -197,7 +197,30 @@ func (c *Cluster) handleState(w http.ResponseWriter, r *http.Request) {
 	ctx, cancel := context.WithTimeout(r.Context(), wait)
 	defer cancel()
 	st := c.fsm.Wait(ctx, index)
-	writeJSON(w, http.StatusOK, st.Public())
+	body, err := c.publicJSON(st)
+	if err != nil {
+		writeError(w, err)
+		return
+	}
+	w.Header().Set("Content-Type", "application/json")
+	_, _ = w.Write(body)
+}
+
+// publicJSON encodes the public form of st once per index: every client
+// long-polling for the same change gets the same bytes (the encode is the
+// costly part of a fan-out, once per client otherwise).
+func (c *Cluster) publicJSON(st *State) ([]byte, error) {
+	c.publicMu.Lock()
+	defer c.publicMu.Unlock()
+	if c.publicBody != nil && c.publicIndex == st.Index {
+		return c.publicBody, nil
+	}
+	body, err := json.Marshal(st.Public())
+	if err != nil {
+		return nil, err
+	}
+	c.publicIndex, c.publicBody = st.Index, append(body, '\n')
+	return c.publicBody, nil
 }
 
 func (c *Cluster) handleLeave(w http.ResponseWriter, r *http.Request) {
