@@ -30,11 +30,13 @@ e2e:
 # Every figure, measured in one run, as root (about 10 minutes on 2
 # cores): the dataplane, join->reachable, apply->enforced, leave->purged,
 # the agents at rest and the policy compiler (bench); the DNS resolver
-# against NSD (bench/dns); the scale simulation (sim). Then one table of
-# all of it (bench/summary), printed and written to bench/REPORT.md. Each
-# step's own tables and figures go to bench/results/. A step that fails
-# shows as "–" in the table and fails the target. Installs the Debian
-# tools it needs. (The Go micro-benchmarks: go test -bench . ./policy ./dnsd)
+# against NSD (bench/dns); the scale simulation (sim: Raft and state sync
+# up to 1000 agents, gossip up to its own default pool). Then one
+# table of all of it (bench/summary), printed and written to
+# bench/REPORT.md. Each step's own tables and figures go to bench/results/.
+# A step that fails shows as "–" in the table and fails the target.
+# Installs the Debian tools it needs. (The Go micro-benchmarks:
+# go test -bench . ./policy ./dnsd)
 bench: bench-deps
 	@set -o pipefail; started=$$(date +%s); load=$$(cut -d' ' -f1-3 /proc/loadavg); failed=; \
 	out=bench/results; weft=$$PWD/$$out/weft; rm -rf $$out; mkdir -p $$out; \

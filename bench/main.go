@@ -2,8 +2,10 @@
 // and prints a table: iperf3 TCP throughput over the bare underlay, a bare
 // wireguard-go device, weft's segment and Nebula, measured in one run and
 // interleaved so that the ratios hold on a noisy machine; then how long a
-// policy change takes to be enforced on both hosts, and how long the
-// policy compiler takes for a fleet of 10,000 hosts.
+// policy change takes to be enforced on both hosts, how long a new host
+// takes to become reachable and a leaving one to be purged, what the
+// agents hold and spend at rest, and how long the policy compiler takes
+// for a fleet of 10,000 hosts.
 //
 // It never asserts anything: figures are for people. Run it as root from
 // the module (make bench, or go run ./bench). It needs iperf3, nebula and
@@ -32,6 +34,9 @@ type options struct {
 	duration time.Duration // of one iperf3 run
 	streams  []int         // iperf3 -P values
 	out      string        // also write the table here
+	json     string        // also write the figures here (bench/figure)
+	joins    int           // joins and leaves of host c
+	idle     time.Duration // the window the agents' idle CPU is taken over
 	weftBin  string        // a prebuilt weft; built from ./cmd/weft when empty
 	keep     bool          // keep the temp dir (logs, configs)
 	skipNet  bool          // only the policy compiler figures
@@ -69,6 +74,9 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.DurationVar(&o.duration, "t", 5*time.Second, "duration of one iperf3 run")
 	fs.StringVar(&streams, "P", streams, "comma-separated iperf3 stream counts (-P)")
 	fs.StringVar(&o.out, "out", "", "also write the table to this file")
+	fs.StringVar(&o.json, "json", "", "also write the figures to this file as JSON (for bench/summary)")
+	fs.IntVar(&o.joins, "joins", 3, "how many times a third host joins and leaves; the median is reported (0: none)")
+	fs.DurationVar(&o.idle, "idle", 20*time.Second, "the window over which the agents' idle CPU is measured (0: skip)")
 	fs.StringVar(&o.weftBin, "weft", "", "use this weft binary instead of building ./cmd/weft")
 	fs.BoolVar(&o.keep, "keep", false, "keep the temp dir (agent logs, configs) and print its path")
 	fs.BoolVar(&o.skipNet, "compile-only", false, "only measure the policy compiler (no root, no namespaces)")
@@ -95,6 +103,10 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 		fmt.Fprintln(stderr, "bench: -runs must be at least 1 and -t at least 1s")
 		return o, errors.New("usage")
 	}
+	if o.joins < 0 || o.idle < 0 || (o.idle > 0 && o.idle < time.Second) {
+		fmt.Fprintln(stderr, "bench: -joins must be at least 0 and -idle 0 or at least 1s")
+		return o, errors.New("usage")
+	}
 	return o, nil
 }
 
@@ -104,6 +116,7 @@ var requiredTools = []struct{ name, pkg string }{
 	{"ip", "iproute2"},
 	{"unshare", "util-linux"},
 	{"ping", "iputils-ping"},
+	{"sysctl", "procps"},
 	{"iperf3", "iperf3"},
 	{"nebula", "nebula"},
 	{"nebula-cert", "nebula"},
@@ -177,6 +190,11 @@ func run(ctx context.Context, o options, stdout io.Writer) error {
 			return fmt.Errorf("-out: %w", err)
 		}
 	}
+	if o.json != "" {
+		if err := rep.figures().Write(o.json); err != nil {
+			return fmt.Errorf("-json: %w", err)
+		}
+	}
 	return nil
 }
 
@@ -231,6 +249,9 @@ func measureNetwork(ctx context.Context, o options, rep *report) (err error) {
 	rep.enforce = timings
 	rep.weftNotes = w.notes
 	paths = append(paths, weftPath)
+	// The agents' memory before any traffic, to set the figure at rest
+	// against.
+	rssBefore := rssNow(w.usageTargets())
 
 	step("nebula")
 	nebPath, err := b.startNebula(ctx)
@@ -245,5 +266,37 @@ func measureNetwork(ctx context.Context, o options, rep *report) (err error) {
 		}
 	}
 	rep.paths = paths
-	return b.measureThroughput(ctx, o, paths)
+	if err := b.measureThroughput(ctx, o, paths); err != nil {
+		return err
+	}
+
+	// What follows comes after the throughput runs so that it cannot
+	// disturb them. A failure here is noted in the report and leaves the
+	// figures measured so far.
+	if o.joins > 0 {
+		step(fmt.Sprintf("host c joins and leaves, %d times", o.joins))
+		c, err := b.addHostC(ctx)
+		if err == nil {
+			rep.membership, err = w.measureMembership(ctx, c, o.joins)
+		}
+		if err != nil {
+			if ctx.Err() != nil {
+				return err
+			}
+			rep.weftNotes = append(rep.weftNotes, fmt.Sprintf("join and leave of host c stopped after %d joins and %d leaves: %v",
+				len(rep.membership.Joins), len(rep.membership.Leaves), err))
+		}
+	}
+	if o.idle > 0 {
+		step(fmt.Sprintf("the agents at rest, %v", o.idle))
+		us, uerr := b.measureUsage(ctx, o.idle, w.usageTargets(), rssBefore)
+		if uerr != nil {
+			if ctx.Err() != nil {
+				return uerr
+			}
+			rep.weftNotes = append(rep.weftNotes, fmt.Sprintf("agents at rest: %v", uerr))
+		}
+		rep.usage = us
+	}
+	return nil
 }

@@ -19,6 +19,8 @@ type report struct {
 	weftVersion string
 	paths       []*path
 	enforce     []enforceTiming
+	membership  membershipResult
+	usage       []agentUsage
 	weftNotes   []string
 	compile     compileResult
 }
@@ -72,6 +74,40 @@ func (r *report) String() string {
 		}
 	}
 
+	if m := r.membership; len(m.Joins) > 0 {
+		fmt.Fprintf(&s, "\nHost c joins and leaves the cluster, %d times, each time a new client node (c1, c2, ...) tagged bench (policy v2 makes it a member of the segment; each condition polled every %v):\n\n", len(m.Joins), enforcePoll)
+		s.WriteString("| step | median | min–max | each time | conditions (medians) |\n|---|---:|---:|---|---|\n")
+		row := func(what string, ts []enforceTiming) {
+			if len(ts) == 0 {
+				return
+			}
+			totals := totalsOf(ts)
+			med, lo, hi := durStats(totals)
+			var each, parts []string
+			for _, d := range totals {
+				each = append(each, fmtDur(d))
+			}
+			for _, p := range medianParts(ts) {
+				parts = append(parts, fmt.Sprintf("%s: %s", p.Name, fmtDur(p.Took)))
+			}
+			fmt.Fprintf(&s, "| %s | %s | %s–%s | %s | %s |\n", what, fmtDur(med), fmtDur(lo), fmtDur(hi), strings.Join(each, ", "), strings.Join(parts, "; "))
+		}
+		row("join → reachable: from starting the agent until a ping from a to its segment address is answered", m.Joins)
+		row("leave → purged: from `weft leave` returning until a and b list no peer with its key and its host has no wf- interface", m.Leaves)
+	}
+
+	if len(r.usage) > 0 {
+		fmt.Fprintf(&s, "\nThe agents at rest, after the measurements above, and the bare wireguard-go helpers, which carried the same traffic (CPU over one %v window, the same for all):\n\n", r.usage[0].Window.Round(100*time.Millisecond))
+		s.WriteString("| process | VmRSS before the throughput runs | VmRSS | peak (VmHWM) | CPU, share of one core |\n|---|---:|---:|---:|---:|\n")
+		for _, u := range r.usage {
+			before := "–"
+			if u.RSSBefore > 0 {
+				before = fmt.Sprintf("%.1f MiB", mib(u.RSSBefore))
+			}
+			fmt.Fprintf(&s, "| %s, pid %d | %s | %.1f MiB | %.1f MiB | %.2f%% |\n", u.Role, u.PID, before, mib(u.RSS), mib(u.HWM), 100*u.Cores())
+		}
+	}
+
 	c := r.compile
 	fmt.Fprintf(&s, "\nPolicy compiler, a generated fleet of 10,000 hosts, %d segments, 50 rules (median of %d runs):\n\n", fleetSegments, compileRuns)
 	s.WriteString("| step | time |\n|---|---:|\n")
@@ -96,8 +132,9 @@ func (r *report) String() string {
 	return s.String()
 }
 
-func (r *report) writeThroughput(s *strings.Builder) {
-	var wg, neb *path
+// baselines are the paths the ratios compare with: bare wireguard-go and
+// Nebula; nil where missing.
+func (r *report) baselines() (wg, neb *path) {
 	for _, p := range r.paths {
 		switch p.Name {
 		case pathWG:
@@ -106,6 +143,11 @@ func (r *report) writeThroughput(s *strings.Builder) {
 			neb = p
 		}
 	}
+	return wg, neb
+}
+
+func (r *report) writeThroughput(s *strings.Builder) {
+	wg, neb := r.baselines()
 	s.WriteString("| path | MTU | TUN offload | streams | Gbit/s | min–max | vs bare wireguard-go | vs Nebula |\n|---|---:|---|---:|---:|---:|---:|---:|\n")
 	for _, streams := range r.opts.streams {
 		for _, p := range r.paths {
@@ -133,12 +175,21 @@ func stats(xs []float64) (med, lo, hi float64, ok bool) {
 	return med, s[0], s[len(s)-1], true
 }
 
-// ratio is the median over runs of p's figure over base's figure of the
+// ratio is ratioOf for the table.
+func ratio(p, base *path, streams int) string {
+	m, ok := ratioOf(p, base, streams)
+	if !ok {
+		return "–"
+	}
+	return fmt.Sprintf("%.2f×", m)
+}
+
+// ratioOf is the median over runs of p's figure over base's figure of the
 // same round: the rounds are interleaved, so each pair was measured
 // seconds apart, and a slow minute of the machine weighs on both.
-func ratio(p, base *path, streams int) string {
+func ratioOf(p, base *path, streams int) (float64, bool) {
 	if base == nil {
-		return "–"
+		return 0, false
 	}
 	xs, bs := p.Results[streams], base.Results[streams]
 	var rs []float64
@@ -148,11 +199,28 @@ func ratio(p, base *path, streams int) string {
 		}
 	}
 	m, _, _, ok := stats(rs)
-	if !ok {
-		return "–"
-	}
-	return fmt.Sprintf("%.2f×", m)
+	return m, ok
 }
+
+// totalsOf is the Total of each timing.
+func totalsOf(ts []enforceTiming) []time.Duration {
+	var ds []time.Duration
+	for _, t := range ts {
+		ds = append(ds, t.Total)
+	}
+	return ds
+}
+
+// durStats is the median (the lower middle one of an even count), min
+// and max.
+func durStats(ds []time.Duration) (med, lo, hi time.Duration) {
+	if len(ds) == 0 {
+		return 0, 0, 0
+	}
+	return medianDur(ds), slices.Min(ds), slices.Max(ds)
+}
+
+func mib(b int64) float64 { return float64(b) / (1 << 20) }
 
 func fmtDur(d time.Duration) string {
 	switch {

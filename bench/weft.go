@@ -11,7 +11,6 @@ import (
 	"path/filepath"
 	"strconv"
 	"strings"
-	"sync"
 	"time"
 )
 
@@ -62,9 +61,12 @@ const (
 	buildTimeout = 5 * time.Minute
 )
 
-// A weftAgent is the agent of one host.
+// A weftAgent is the agent of one host. node is its node name: the
+// host's name for a and b, c1, c2, ... for the agents that join and leave
+// on host c.
 type weftAgent struct {
 	h      *host
+	node   string
 	dir    string
 	socket string
 	config string
@@ -127,10 +129,10 @@ func (b *bed) startWeft(ctx context.Context, bin string) (*weftBed, error) {
 	}
 	w.bin = bin
 	w.version = version(bin, "version")
-	if w.a, err = w.newAgent(b.a); err != nil {
+	if w.a, err = w.newAgent(b.a, b.a.name); err != nil {
 		return nil, err
 	}
-	if w.c, err = w.newAgent(b.b); err != nil {
+	if w.c, err = w.newAgent(b.b, b.b.name); err != nil {
 		return nil, err
 	}
 
@@ -188,12 +190,12 @@ func (b *bed) startWeft(ctx context.Context, bin string) (*weftBed, error) {
 	return w, nil
 }
 
-func (w *weftBed) newAgent(h *host) (*weftAgent, error) {
-	dir := filepath.Join(w.b.dir, "weft-"+h.name)
+func (w *weftBed) newAgent(h *host, node string) (*weftAgent, error) {
+	dir := filepath.Join(w.b.dir, "weft-"+node)
 	if err := os.Mkdir(dir, 0o700); err != nil {
 		return nil, err
 	}
-	return &weftAgent{h: h, dir: dir, socket: filepath.Join(dir, "weft.sock"), config: filepath.Join(dir, "weft.hcl")}, nil
+	return &weftAgent{h: h, node: node, dir: dir, socket: filepath.Join(dir, "weft.sock"), config: filepath.Join(dir, "weft.hcl")}, nil
 }
 
 func (ag *weftAgent) write(hcl string) error { return os.WriteFile(ag.config, []byte(hcl), 0o600) }
@@ -203,7 +205,7 @@ func (ag *weftAgent) write(hcl string) error { return os.WriteFile(ag.config, []
 // escapes differ from Go's.
 func agentHCL(ag *weftAgent, server bool, token string) string {
 	var s strings.Builder
-	fmt.Fprintf(&s, "node_name = %q\n", ag.h.name)
+	fmt.Fprintf(&s, "node_name = %q\n", ag.node)
 	fmt.Fprintf(&s, "data_dir  = %q\n", filepath.Join(ag.dir, "data"))
 	fmt.Fprintf(&s, "socket    = %q\n", ag.socket)
 	fmt.Fprintf(&s, "bind_addr = %q\n", ag.h.ip.String())
@@ -221,7 +223,7 @@ func agentHCL(ag *weftAgent, server bool, token string) string {
 // start runs the agent in its host's namespace and a private mount
 // namespace (embedded wireguard-go's UAPI sockets live in /run/wireguard).
 func (w *weftBed) start(ag *weftAgent) error {
-	p, err := w.b.start("weft-"+ag.h.name, nil, ag.h.inNSPrivateMount(w.bin, "agent", "-config-file", ag.config)...)
+	p, err := w.b.start("weft-"+ag.node, nil, ag.h.inNSPrivateMount(w.bin, "agent", "-config-file", ag.config)...)
 	ag.proc = p
 	return err
 }
@@ -229,14 +231,19 @@ func (w *weftBed) start(ag *weftAgent) error {
 // cli runs the weft CLI against an agent. The admin socket is a file, so
 // the CLI needs no namespace of its own.
 func (w *weftBed) cli(ctx context.Context, ag *weftAgent, args ...string) (string, error) {
-	ctx, cancel := context.WithTimeout(ctx, cmdTimeout)
+	return w.cliFor(ctx, cmdTimeout, ag, args...)
+}
+
+// cliFor is cli with a time limit other than cmdTimeout.
+func (w *weftBed) cliFor(ctx context.Context, limit time.Duration, ag *weftAgent, args ...string) (string, error) {
+	ctx, cancel := context.WithTimeout(ctx, limit)
 	defer cancel()
 	cmd := exec.CommandContext(ctx, w.bin, args...)
 	cmd.Env = append(os.Environ(), "WEFT_SOCKET="+ag.socket)
 	var stdout, stderr strings.Builder
 	cmd.Stdout, cmd.Stderr = &stdout, &stderr
 	if err := cmd.Run(); err != nil {
-		return stdout.String(), fmt.Errorf("%s: weft %s: %w: %s", ag.h.name, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
+		return stdout.String(), fmt.Errorf("%s: weft %s: %w: %s", ag.node, strings.Join(args, " "), err, strings.TrimSpace(stderr.String()))
 	}
 	return stdout.String(), nil
 }
@@ -247,7 +254,7 @@ func (w *weftBed) cliJSON(ctx context.Context, ag *weftAgent, v any, args ...str
 		return err
 	}
 	if err := json.Unmarshal([]byte(out), v); err != nil {
-		return fmt.Errorf("%s: weft %s -json: %w: %q", ag.h.name, strings.Join(args, " "), err, out)
+		return fmt.Errorf("%s: weft %s -json: %w: %q", ag.node, strings.Join(args, " "), err, out)
 	}
 	return nil
 }
@@ -269,9 +276,12 @@ type segment struct {
 	Name      string `json:"name"`
 	Interface string `json:"interface"`
 	Address   string `json:"address"`
+	PublicKey string `json:"public_key"`
 	Peers     []struct {
 		Name          string    `json:"name"`
+		PublicKey     string    `json:"public_key"`
 		Endpoint      string    `json:"endpoint"`
+		AllowedIPs    []string  `json:"allowed_ips"`
 		LastHandshake time.Time `json:"last_handshake"`
 	} `json:"peers"`
 }
@@ -376,26 +386,9 @@ func (w *weftBed) timeApply(ctx context.Context, what, file, src string, checks 
 	if err != nil {
 		return enforceTiming{}, err
 	}
-	t0 := time.Now()
-	et := enforceTiming{What: what, Version: v, Parts: make([]timingPart, len(checks))}
-	errs := make([]error, len(checks))
-	var wg sync.WaitGroup
-	for i, c := range checks {
-		wg.Add(1)
-		go func() {
-			defer wg.Done()
-			errs[i] = w.b.poll(ctx, enforcePoll, enforceTimeout, fmt.Sprintf("policy v%d: %s", v, c.name), func() (bool, string) { return c.cond(v) })
-			et.Parts[i] = timingPart{Name: c.name, Took: time.Since(t0)}
-		}()
-	}
-	wg.Wait()
-	if err := errors.Join(errs...); err != nil {
-		return et, err
-	}
-	for _, p := range et.Parts {
-		et.Total = max(et.Total, p.Took)
-	}
-	return et, nil
+	et, err := w.b.timeChecks(ctx, fmt.Sprintf("policy v%d", v), v, checks)
+	et.What = what
+	return et, err
 }
 
 type namedCheck struct {

@@ -39,6 +39,7 @@ type options struct {
 	maxQPS      int           // dnsperf -Q; 0 is unlimited
 	seqQueries  int           // sequential queries per server and run
 	out         string        // also write the table here
+	json        string        // also write the figures here (bench/figure)
 	weftBin     string        // a prebuilt weft; built from ./cmd/weft when empty
 	cpuProfile  string        // write weft's CPU profile of its first run here
 	keep        bool          // keep the temp dir (configs, logs)
@@ -80,6 +81,7 @@ func parseFlags(args []string, stderr io.Writer) (options, error) {
 	fs.IntVar(&o.maxQPS, "qps", 0, "dnsperf -Q: queries per second at most (0: as fast as answered)")
 	fs.IntVar(&o.seqQueries, "seq", 5000, "queries sent one at a time per server and run, for p50/p99")
 	fs.StringVar(&o.out, "out", "", "also write the table to this file")
+	fs.StringVar(&o.json, "json", "", "also write the figures to this file as JSON (for bench/summary)")
 	fs.StringVar(&o.weftBin, "weft", "", "weft binary to use (default: go build ./cmd/weft)")
 	fs.StringVar(&o.cpuProfile, "cpuprofile", "", "write a CPU profile of the weft agent during its first dnsperf run here")
 	fs.IntVar(&o.nsdServers, "nsd-servers", 1, "NSD server-count: its processes (NSD's default is 1)")
@@ -255,11 +257,17 @@ func run(ctx context.Context, o options, stdout, stderr io.Writer) (err error) {
 		}
 	}
 
-	table := report(env, o, []*serverResult{results[servers[0]], results[servers[1]]}, notes)
+	ordered := []*serverResult{results[servers[0]], results[servers[1]]}
+	table := report(env, o, ordered, notes)
 	fmt.Fprint(stdout, table)
 	if o.out != "" {
 		if err := os.WriteFile(o.out, []byte(table), 0o644); err != nil {
 			return fmt.Errorf("-out: %w", err)
+		}
+	}
+	if o.json != "" {
+		if err := figures(o, ordered).Write(o.json); err != nil {
+			return fmt.Errorf("-json: %w", err)
 		}
 	}
 	return nil
