@@ -46,10 +46,10 @@ bench: bench-deps
 	echo "=== bench/dns"; \
 	$(GO) run ./bench/dns -weft $$weft -out $$out/dns.md -json $$out/dns.json >/dev/null || failed="$$failed bench/dns"; \
 	echo "=== sim"; \
-	$(GO) run ./sim -agents 1000 -out $$out/sim.txt >/dev/null || failed="$$failed sim"; \
+	$(GO) run ./sim -agents 1000 -out $$out/sim.txt -json $$out/sim.json >/dev/null || failed="$$failed sim"; \
 	echo; \
 	$(GO) run ./bench/summary -started $$started -load-start "$$load" -md bench/REPORT.md \
-		-in $$out/dataplane.json -in $$out/dns.json -in $$out/sim.txt || failed="$$failed bench/summary"; \
+		-in $$out/dataplane.json -in $$out/dns.json -in $$out/sim.json || failed="$$failed bench/summary"; \
 	if [ -n "$$failed" ]; then echo "make bench: failed:$$failed (their output is above; bench/results/ keeps what they wrote)" >&2; exit 1; fi
 
 bench-deps:

@@ -540,6 +540,7 @@ func (c *Cluster) persistLoop(ctx context.Context) {
 // SetFailing) and twice a second for the leader.
 func (c *Cluster) metaLoop(ctx context.Context) {
 	var last nodeMeta
+	var announced time.Time
 	for {
 		st := c.fsm.State()
 		m := nodeMeta{Role: c.role(), Index: st.Index, Policy: c.policyApplied.Load()}
@@ -550,8 +551,11 @@ func (c *Cluster) metaLoop(ctx context.Context) {
 			_, id := r.LeaderWithID()
 			m.Leader, m.RPCPort = string(id), c.opts.RPCPort
 		}
-		if m != last {
-			last = m
+		// Re-announce now and then even when nothing changed: a meta
+		// broadcast that some peer missed would otherwise wait for the
+		// next push-pull to reach it.
+		if m != last || time.Since(announced) > metaRefresh {
+			last, announced = m, time.Now()
 			c.gossip.setMeta(m)
 			// The update is queued for gossip at once; waiting for it to be
 			// sent (up to a second with few peers) would only delay the
@@ -573,6 +577,9 @@ func (c *Cluster) metaLoop(ctx context.Context) {
 		}
 	}
 }
+
+// metaRefresh is how often an unchanged gossip meta is announced again.
+const metaRefresh = 5 * time.Second
 
 // kickMeta makes metaLoop announce now.
 func (c *Cluster) kickMeta() {

@@ -96,6 +96,9 @@ func newGossip(gc gossipConfig) (*gossip, error) {
 	conf.Events = g
 	conf.Alive = g
 	conf.DeadNodeReclaimTime = 30 * time.Second
+	// A full state exchange every 15 s (memberlist's LAN default is 30 s)
+	// bounds how long any missed update can stay missed.
+	conf.PushPullInterval = 15 * time.Second
 	if gc.LogOutput == nil {
 		gc.LogOutput = io.Discard
 	}

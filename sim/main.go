@@ -6,7 +6,7 @@
 // never asserts: the figures are for people (see README.md for what they
 // mean and the estimate they support).
 //
-//	go run ./sim [-agents 1000] [-servers 3] [-target 10000] [-out FILE]
+//	go run ./sim [-agents 1000] [-servers 3] [-target 10000] [-out FILE] [-json FILE]
 package main
 
 import (
@@ -48,6 +48,7 @@ func main() {
 	servers := flag.Int("servers", 3, "Raft servers")
 	target := flag.Int("target", 10000, "fleet size the fits extrapolate to")
 	out := flag.String("out", "", "also write the table to this file")
+	jsonOut := flag.String("json", "", "also write every row as figures to this file (JSON, package bench/figure; for bench/summary)")
 	phases := flag.String("phases", "gossip,raft,plan", "which phases to run")
 	sizeList := flag.String("sizes", "", "comma-separated fleet sizes instead of N/4,N/2,N")
 	cpuProfile := flag.String("cpuprofile", "", "write a CPU profile of the run to this file")
@@ -137,6 +138,12 @@ func main() {
 	if *out != "" {
 		if err := os.WriteFile(*out, buf.Bytes(), 0o644); err != nil {
 			fmt.Fprintln(os.Stderr, "sim:", err)
+			os.Exit(1)
+		}
+	}
+	if *jsonOut != "" {
+		if err := rep.figures().Write(*jsonOut); err != nil {
+			fmt.Fprintln(os.Stderr, "sim: -json:", err)
 			os.Exit(1)
 		}
 	}

@@ -1,12 +1,12 @@
 // Command summary prints one table of every figure that `make bench`
-// measures: it reads the figures (bench/figure's JSON) that bench and
-// bench/dns write with -json, and the table that sim writes with -out,
-// and groups them: dataplane throughput, membership and policy latency,
-// DNS, the agents at rest, the policy compiler and the scale simulation.
-// A figure that an input lacks shows as "–", so a step that failed is
+// measures: it reads the figures (bench/figure's JSON) that bench,
+// bench/dns and sim write with -json, and groups them: dataplane
+// throughput, membership and policy latency, DNS, the agents at rest, the
+// policy compiler and the scale simulation (a few of sim's rows). A
+// figure that the inputs lack shows as "–", so a step that failed is
 // seen, not hidden. It measures nothing itself.
 //
-//	go run ./bench/summary -in bench/last.json -in bench/dns/last.json -in bench/sim.txt [-md bench/REPORT.md]
+//	go run ./bench/summary -in dataplane.json -in dns.json -in sim.json [-md bench/REPORT.md]
 package main
 
 import (
@@ -32,7 +32,7 @@ func (in *inputs) Set(s string) error { *in = append(*in, s); return nil }
 func main() {
 	var in inputs
 	fs := flag.NewFlagSet("summary", flag.ContinueOnError)
-	fs.Var(&in, "in", "an input: figures as JSON (bench, bench/dns -json) or sim's -out table; repeatable")
+	fs.Var(&in, "in", "an input: figures as JSON (bench, bench/dns, sim -json); repeatable")
 	md := fs.String("md", "", "also write the table (markdown, with its header) to this file")
 	started := fs.Int64("started", 0, "when the run began, in Unix seconds (default: now)")
 	loadStart := fs.String("load-start", "", "the load average when the run began (/proc/loadavg's first three fields)")
@@ -53,15 +53,13 @@ func main() {
 
 	var all []source
 	for _, file := range in {
-		src, err := readInput(file)
+		// A missing input is a step that failed: say so, and still print
+		// what the others measured.
+		l, err := figure.Read(file)
 		if err != nil {
-			// A missing input is a step that failed: say so, and still
-			// print what the others measured.
 			fmt.Fprintf(os.Stderr, "summary: %v\n", err)
-			all = append(all, source{file: file, err: err})
-			continue
 		}
-		all = append(all, src)
+		all = append(all, source{file: file, figures: l, err: err})
 	}
 
 	m := newMachine(*started, *loadStart)
@@ -79,29 +77,8 @@ func main() {
 // A source is one input file and the figures read from it.
 type source struct {
 	file    string
-	kind    string // "figures" or "sim table"
 	figures figure.List
-	notes   []string          // what the input says about itself (sim's header)
-	missing map[string]string // figure name → why the input lacks it
 	err     error
-}
-
-// readInput reads figures (a JSON list) or, for anything else, sim's
-// -out table.
-func readInput(file string) (source, error) {
-	b, err := os.ReadFile(file)
-	if err != nil {
-		return source{}, err
-	}
-	if t := bytes.TrimSpace(b); len(t) > 0 && t[0] == '[' {
-		l, err := figure.Read(file)
-		return source{file: file, kind: "figures", figures: l}, err
-	}
-	p, err := parseSim(string(b))
-	if err != nil {
-		return source{}, fmt.Errorf("%s: %w", file, err)
-	}
-	return source{file: file, kind: "sim table", figures: p.figures, notes: p.notes, missing: p.missing}, nil
 }
 
 // machine is where and when the figures were measured.
@@ -163,11 +140,14 @@ func (m machine) String() string {
 }
 
 // A group is one part of the table: the figures it shows, in order.
-// A name in optional is shown only when an input has it.
+// A name in optional is shown only when an input has it. missing says
+// why a figure may be missing, if the group knows better than "its step
+// failed".
 type group struct {
 	title    string
 	names    []string
 	optional map[string]bool
+	missing  string
 }
 
 // groups is the layout of the table. Every figure of the inputs that no
@@ -212,7 +192,8 @@ func groups() []group {
 // simGroup has each of sim's figures, then its extrapolation where sim
 // made one (a row measured at one size only has none).
 func simGroup() group {
-	g := group{title: "Scale simulation, in one process (sim)", optional: map[string]bool{}}
+	g := group{title: "Scale simulation, in one process (sim)", optional: map[string]bool{},
+		missing: "sim has no value for it at its largest size (its notes in bench/results/sim.txt say why) or did not run"}
 	for _, n := range []string{figure.SimGossipConvergence, figure.SimGossip99, figure.SimMetaPropagation, figure.SimStatePropagation} {
 		g.names = append(g.names, n, figure.SimFit(n))
 		g.optional[figure.SimFit(n)] = true
@@ -222,37 +203,45 @@ func simGroup() group {
 
 func writeReport(w io.Writer, m machine, srcs []source) {
 	byName := map[string]figure.Figure{}
-	why := map[string]string{}
 	var order []string
-	for _, s := range srcs {
-		for n, w := range s.missing {
-			why[n] = w
+	var sims []figure.Figure
+	add := func(file string, f figure.Figure) {
+		if _, dup := byName[f.Name]; dup {
+			fmt.Fprintf(os.Stderr, "summary: %s: %q is in an earlier input too; the first is shown\n", file, f.Name)
+			return
 		}
+		byName[f.Name] = f
+		order = append(order, f.Name)
+	}
+	for _, s := range srcs {
 		for _, f := range s.figures {
-			if _, dup := byName[f.Name]; dup {
-				fmt.Fprintf(os.Stderr, "summary: %s: %q is in an earlier input too; the first is shown\n", s.file, f.Name)
+			// Of sim's many rows the table shows a few, under its own
+			// names; the rest stay in sim's output.
+			if isSim(f) {
+				sims = append(sims, f)
 				continue
 			}
-			byName[f.Name] = f
-			order = append(order, f.Name)
+			add(s.file, f)
 		}
+	}
+	for _, f := range selectSim(sims) {
+		add("sim", f)
 	}
 
 	fmt.Fprintf(w, "## weft benchmarks (`make bench`)\n\n%s\n\n", m)
 	fmt.Fprintln(w, "| figure | value | unit | note |")
 	fmt.Fprintln(w, "|---|---:|---|---|")
 	shown := map[string]bool{}
-	row := func(name string, optional bool) {
+	row := func(name string, optional bool, why string) {
 		f, ok := byName[name]
 		if !ok && optional {
 			return
 		}
 		if !ok {
-			reason, known := why[name]
-			if !known {
-				reason = "its step failed or did not measure it (see its output)"
+			if why == "" {
+				why = "its step failed or did not measure it (see its output)"
 			}
-			fmt.Fprintf(w, "| %s | – | | missing: %s |\n", cell(name), cell(reason))
+			fmt.Fprintf(w, "| %s | – | | missing: %s |\n", cell(name), cell(why))
 			return
 		}
 		shown[name] = true
@@ -261,7 +250,7 @@ func writeReport(w io.Writer, m machine, srcs []source) {
 	for _, g := range groups() {
 		fmt.Fprintf(w, "| **%s** | | | |\n", cell(g.title))
 		for _, n := range g.names {
-			row(n, g.optional[n])
+			row(n, g.optional[n], g.missing)
 		}
 	}
 	var rest []string
@@ -273,7 +262,7 @@ func writeReport(w io.Writer, m machine, srcs []source) {
 	if len(rest) > 0 {
 		fmt.Fprintln(w, "| **Other figures** | | | |")
 		for _, n := range rest {
-			row(n, false)
+			row(n, false, "")
 		}
 	}
 
@@ -284,11 +273,17 @@ func writeReport(w io.Writer, m machine, srcs []source) {
 			fmt.Fprintf(w, "- %s: **missing** (%v)\n", s.file, s.err)
 			continue
 		}
-		fmt.Fprintf(w, "- %s: %s, %d figures", s.file, s.kind, len(s.figures))
-		for _, n := range s.notes {
-			fmt.Fprintf(w, "; %s", n)
+		n := 0
+		for _, f := range s.figures {
+			if isSim(f) {
+				n++
+			}
 		}
-		fmt.Fprintln(w)
+		if n > 0 {
+			fmt.Fprintf(w, "- %s: %d figures, %d of them sim's rows, of which the table shows a few\n", s.file, len(s.figures), n)
+		} else {
+			fmt.Fprintf(w, "- %s: %d figures\n", s.file, len(s.figures))
+		}
 	}
 }
 
@@ -302,8 +297,10 @@ func value(f figure.Figure) string {
 		return strconv.FormatFloat(v, 'f', 0, 64)
 	case a >= 10:
 		return strconv.FormatFloat(v, 'f', 1, 64)
-	default:
+	case a >= 0.1 || a == 0:
 		return strconv.FormatFloat(v, 'f', 2, 64)
+	default: // three significant digits, not 0.02 for 15.8 ms
+		return strconv.FormatFloat(v, 'g', 3, 64)
 	}
 }
 
