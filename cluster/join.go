@@ -10,6 +10,7 @@ import (
 	"net"
 	"slices"
 	"strconv"
+	"strings"
 	"time"
 
 	"github.com/weft-mesh/weft/identity"
@@ -110,7 +111,7 @@ func (c *Cluster) acceptJoin(li *localIdentity, resp *joinResponse) error {
 	li.CABundle = []byte(resp.CABundle)
 	li.NodeCert = []byte(resp.NodeCert)
 	li.ServerCert = []byte(resp.ServerCert)
-	keys, err := parseGossipKeys([]byte(joinLines(resp.GossipKeys)))
+	keys, err := parseGossipKeys([]byte(strings.Join(resp.GossipKeys, "\n")))
 	if err != nil {
 		return fmt.Errorf("cluster: join: gossip keyring: %w", err)
 	}
@@ -124,14 +125,6 @@ func (c *Cluster) acceptJoin(li *localIdentity, resp *joinResponse) error {
 		}
 	}
 	return nil
-}
-
-func joinLines(ss []string) string {
-	out := ""
-	for _, s := range ss {
-		out += s + "\n"
-	}
-	return out
 }
 
 // withRPCPort adds the rpc port to an address that has none.
@@ -228,7 +221,7 @@ func (c *Cluster) gossipServers() []*Node {
 			out = append(out, &Node{Name: p.Name, Role: RoleServer, Addr: p.Addr, RPCPort: p.Meta.RPCPort})
 		}
 	}
-	slices.SortFunc(out, func(a, b *Node) int { return compareStrings(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 

@@ -3,6 +3,7 @@ package cluster
 import (
 	"maps"
 	"slices"
+	"strings"
 	"time"
 )
 
@@ -168,14 +169,14 @@ func (s *State) Servers() []*Node {
 			out = append(out, n)
 		}
 	}
-	slices.SortFunc(out, func(a, b *Node) int { return compareStrings(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
 // SortedNodes returns every registered node, sorted by name.
 func (s *State) SortedNodes() []*Node {
 	out := slices.Collect(maps.Values(s.Nodes))
-	slices.SortFunc(out, func(a, b *Node) int { return compareStrings(a.Name, b.Name) })
+	slices.SortFunc(out, func(a, b *Node) int { return strings.Compare(a.Name, b.Name) })
 	return out
 }
 
@@ -183,14 +184,4 @@ func (s *State) SortedNodes() []*Node {
 func (s *State) IsRevoked(serial string) bool {
 	_, ok := s.Revoked[serial]
 	return ok
-}
-
-func compareStrings(a, b string) int {
-	switch {
-	case a < b:
-		return -1
-	case a > b:
-		return 1
-	}
-	return 0
 }

@@ -53,7 +53,7 @@ func (c *Cluster) Members() []Member {
 		out[c.opts.Name] = self
 	}
 	members := slices.Collect(maps.Values(out))
-	slices.SortFunc(members, func(a, b Member) int { return compareStrings(a.Name, b.Name) })
+	slices.SortFunc(members, func(a, b Member) int { return strings.Compare(a.Name, b.Name) })
 	return members
 }
 
